@@ -1,0 +1,11 @@
+"""Exceptions users see. Each carries a one-line message that says what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class CaduceusError(Exception):
+    """Base class: the CLI prints ``error: <message>`` for these, without a traceback."""
+
+
+class CheckpointError(CaduceusError, ValueError):
+    """A checkpoint directory or file that cannot be loaded as it is (missing, corrupt, mismatched)."""

@@ -1,0 +1,176 @@
+"""The Mamba (v1) layer, BiMamba, and the norms they sit between. Shapes: ``(b, l, d)`` in, ``(b, l, d)`` out."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from caduceus_plugin.ops.conv import causal_conv1d
+from caduceus_plugin.ops.scan import selective_scan
+
+
+class RMSNorm(nn.Module):
+    """``y = x / sqrt(mean(x^2) + eps) * w``, computed in float32 and cast back to the input dtype."""
+
+    def __init__(self, d: int, eps: float = 1e-5, device: torch.device | None = None, dtype: torch.dtype | None = None):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d, device=device, dtype=dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight.float()
+        return y.to(x.dtype)
+
+
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` computed in float32 and cast back to the input dtype (``rms_norm=False``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = None if self.weight is None else self.weight.float()
+        b = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps).to(x.dtype)
+
+
+def make_norm(d: int, rms_norm: bool, eps: float, **factory: object) -> nn.Module:
+    return RMSNorm(d, eps=eps, **factory) if rms_norm else LayerNorm(d, eps=eps, **factory)  # type: ignore[arg-type]
+
+
+class Mamba(nn.Module):
+    """Mamba-v1 mixer: in_proj -> causal conv + SiLU -> x_proj -> dt_proj/softplus -> selective scan -> gate -> out_proj.
+
+    Args:
+        d_model: input/output channels ``d``.
+        d_state: state size ``n`` per channel.
+        d_conv: width of the causal depthwise conv.
+        expand: ``e = expand * d`` inner channels.
+        dt_rank: rank ``r`` of the step-size projection (``"auto"``: ceil(d/16)).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_rank: int | str = "auto",
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        dt_init: str = "random",
+        dt_scale: float = 1.0,
+        dt_init_floor: float = 1e-4,
+        conv_bias: bool = True,
+        bias: bool = False,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        **_ignored: object,
+    ):
+        super().__init__()
+        f = {"device": device, "dtype": dtype}
+        self.d_model, self.d_state, self.d_conv = d_model, d_state, d_conv
+        self.d_inner = int(expand * d_model)
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        self._dt_init = (dt_min, dt_max, dt_init, dt_scale, dt_init_floor)
+        e, n, r = self.d_inner, d_state, self.dt_rank
+        self.in_proj = nn.Linear(d_model, 2 * e, bias=bias, **f)
+        self.conv1d = nn.Conv1d(e, e, d_conv, groups=e, padding=d_conv - 1, bias=conv_bias, **f)
+        self.x_proj = nn.Linear(e, r + 2 * n, bias=False, **f)
+        self.dt_proj = nn.Linear(r, e, bias=True, **f)
+        self.A_log = nn.Parameter(torch.empty(e, n, device=device, dtype=torch.float32))
+        self.D = nn.Parameter(torch.empty(e, device=device, dtype=torch.float32))
+        self.out_proj = nn.Linear(e, d_model, bias=bias, **f)
+        self.A_log._no_weight_decay = True  # type: ignore[attr-defined]
+        self.D._no_weight_decay = True  # type: ignore[attr-defined]
+        self.reset_ssm_parameters()
+
+    @torch.no_grad()
+    def reset_ssm_parameters(self) -> None:
+        """Mamba-v1 initialisation of dt_proj, A_log and D (spec §1.1)."""
+        dt_min, dt_max, dt_init, dt_scale, floor = self._dt_init
+        std = self.dt_rank**-0.5 * dt_scale
+        if dt_init == "constant":
+            nn.init.constant_(self.dt_proj.weight, std)
+        else:
+            nn.init.uniform_(self.dt_proj.weight, -std, std)
+        dt = torch.exp(
+            torch.rand(self.d_inner, device=self.D.device) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        ).clamp(min=floor)
+        self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+        self.dt_proj.bias._no_reinit = True  # type: ignore[attr-defined]
+        n = torch.arange(1, self.d_state + 1, dtype=torch.float32, device=self.A_log.device)
+        self.A_log.copy_(torch.log(n).expand(self.d_inner, -1))
+        self.D.fill_(1.0)
+
+    def ssm(self, xz: torch.Tensor) -> torch.Tensor:
+        """Everything between the two projections: ``xz`` (b, l, 2e) -> gated ``y`` (b, l, e)."""
+        x, z = rearrange(xz, "b l e -> b e l").chunk(2, dim=1)
+        x = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias)
+        x_dbl = self.x_proj(rearrange(x, "b e l -> b l e"))
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = rearrange(dt @ self.dt_proj.weight.t(), "b l e -> b e l")
+        A = -torch.exp(self.A_log.float())
+        y = selective_scan(
+            x,
+            delta,
+            A,
+            rearrange(B, "b l n -> b n l"),
+            rearrange(C, "b l n -> b n l"),
+            self.D.float(),
+            z=z,
+            delta_bias=self.dt_proj.bias.float(),
+            delta_softplus=True,
+        )
+        return rearrange(y, "b e l -> b l e")
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(self.ssm(self.in_proj(u)))
+
+
+class BiMamba(nn.Module):
+    """Bidirectional Mamba: ``fwd(u) (+ or *) flipL(rev(flipL(u)))``.
+
+    With ``weight_tie`` (all released models) ``mamba_rev`` shares ``in_proj`` and ``out_proj`` with ``mamba_fwd``
+    (the same Parameter objects); conv1d, x_proj, dt_proj, A_log and D stay separate. Because the shared
+    projections act per position, the tied ``add`` case projects once: ``in_proj`` is applied to ``u`` once and
+    ``out_proj`` to the sum of both directions (exact by linearity).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        bidirectional: bool = True,
+        strategy: str = "add",
+        weight_tie: bool = True,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        **ssm_cfg: object,
+    ):
+        super().__init__()
+        if strategy not in ("add", "ew_multiply"):
+            raise ValueError(f"bidirectional_strategy must be 'add' or 'ew_multiply', got {strategy!r}")
+        self.bidirectional, self.strategy, self.weight_tie = bidirectional, strategy, weight_tie
+        self.mamba_fwd = Mamba(d_model, device=device, dtype=dtype, **ssm_cfg)  # type: ignore[arg-type]
+        if bidirectional:
+            self.mamba_rev = Mamba(d_model, device=device, dtype=dtype, **ssm_cfg)  # type: ignore[arg-type]
+            if weight_tie:
+                self.mamba_rev.in_proj = self.mamba_fwd.in_proj
+                self.mamba_rev.out_proj = self.mamba_fwd.out_proj
+        else:
+            self.mamba_rev = None
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        fwd, rev = self.mamba_fwd, self.mamba_rev
+        if rev is None:
+            return fwd(u)
+        if self.weight_tie:
+            xz = fwd.in_proj(u)
+            y_f, y_r = fwd.ssm(xz), rev.ssm(xz.flip(1)).flip(1)
+            if self.strategy == "add":
+                return fwd.out_proj(y_f + y_r)
+            return fwd.out_proj(y_f) * fwd.out_proj(y_r)
+        out_f, out_r = fwd(u), rev(u.flip(1)).flip(1)
+        return out_f + out_r if self.strategy == "add" else out_f * out_r

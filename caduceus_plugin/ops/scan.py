@@ -1,0 +1,300 @@
+"""Selective scan (the Mamba-v1 recurrence) with interchangeable backends.
+
+Shapes follow mamba-ssm's ``selective_scan_fn`` so that its CUDA kernel can be swapped in directly:
+
+    x, delta, z : (b, e, l)      input, step size (before bias/softplus), gate
+    A           : (e, n)         negative real state matrix (``-exp(A_log)``)
+    B, C        : (b, n, l)      input-dependent projections
+    D           : (e,)           skip connection
+    delta_bias  : (e,)           added to ``delta`` before the softplus
+
+The recurrence, per channel ``e`` and state ``n`` (everything in float32):
+
+    dt_t = softplus(delta_t + delta_bias)
+    h_t  = exp(dt_t * A) * h_{t-1} + dt_t * B_t * x_t
+    y_t  = <C_t, h_t> + D * x_t,     then  y_t *= silu(z_t)
+
+Backends (chosen in one place, :func:`resolve_backend`):
+
+* ``ref``      the sequential loop, the executable spec (slow; tests only);
+* ``chunked``  pure PyTorch, any device: a doubling (Hillis-Steele) scan inside chunks of length ``T``, the state
+               carried from chunk to chunk; memory O(b*e*T*n) per chunk, recomputed in the backward pass;
+* ``numba``    fused CPU kernels (forward + backward) compiled by numba, state kept in registers, memory O(b*e*l);
+* ``mamba_ssm`` the CUDA kernels of mamba-ssm (CUDA tensors only).
+
+The default (``auto``) is ``numba`` on CPU when numba imports, else ``chunked``; on CUDA ``mamba_ssm`` when its
+compiled extension imports, else ``chunked``. Override with ``CADUCEUS_SCAN_BACKEND`` or :func:`set_scan_backend`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import os
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+BACKENDS = ("ref", "chunked", "numba", "mamba_ssm")
+ENV_VAR = "CADUCEUS_SCAN_BACKEND"
+INSTALL_HINTS = {
+    "numba": "pip install numba",
+    "mamba_ssm": (
+        "on a CUDA machine with a matching nvcc: pip install --no-build-isolation 'caduceus-plugin[cuda]' "
+        "(mamba-ssm and causal-conv1d build their CUDA kernels at install time)"
+    ),
+}
+
+_override: str | None = None
+
+
+class BackendUnavailableError(RuntimeError):
+    """A scan backend was asked for by name but cannot run here."""
+
+
+def set_scan_backend(name: str | None) -> None:
+    """Force a scan backend for all later calls (``None`` or ``"auto"`` restores automatic choice).
+
+    Args:
+        name: one of ``auto``, ``ref``, ``chunked``, ``numba``, ``mamba_ssm``.
+    """
+    global _override
+    if name is not None and name != "auto":
+        _validate_name(name)
+    _override = None if name in (None, "auto") else name
+
+
+def get_scan_backend() -> str:
+    """The requested backend: the setter's value, else ``$CADUCEUS_SCAN_BACKEND``, else ``"auto"``."""
+    if _override is not None:
+        return _override
+    env = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
+    if env != "auto":
+        _validate_name(env, source=f"${ENV_VAR}")
+    return env
+
+
+@contextlib.contextmanager
+def scan_backend(name: str | None) -> Iterator[None]:
+    """Context manager form of :func:`set_scan_backend`."""
+    global _override
+    previous = _override
+    set_scan_backend(name)
+    try:
+        yield
+    finally:
+        _override = previous
+
+
+def _validate_name(name: str, source: str = "scan backend") -> None:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown {source} {name!r}: choose one of auto, {', '.join(BACKENDS)}")
+
+
+@functools.cache
+def numba_available() -> bool:
+    return importlib.util.find_spec("numba") is not None
+
+
+@functools.cache
+def mamba_ssm_available() -> bool:
+    """True when mamba-ssm's compiled selective-scan extension can be imported (never on a CPU-only machine)."""
+    if importlib.util.find_spec("selective_scan_cuda") is None:
+        return False
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn  # noqa: F401
+    except Exception:  # a broken or CPU-only build
+        return False
+    return True
+
+
+def available_backends(device: torch.device | str = "cpu") -> list[str]:
+    """Backends that can run on ``device`` on this machine."""
+    device = torch.device(device)
+    names = ["ref", "chunked"]
+    if device.type == "cpu" and numba_available():
+        names.append("numba")
+    if device.type == "cuda" and mamba_ssm_available():
+        names.append("mamba_ssm")
+    return names
+
+
+def resolve_backend(device: torch.device | str = "cpu", requested: str | None = None) -> str:
+    """The one place that decides which backend runs for tensors on ``device``.
+
+    Raises:
+        BackendUnavailableError: a backend was forced that cannot run here; the message carries the install hint.
+    """
+    device = torch.device(device)
+    name = requested or get_scan_backend()
+    if name == "auto":
+        if device.type == "cuda" and mamba_ssm_available():
+            return "mamba_ssm"
+        if device.type == "cpu" and numba_available():
+            return "numba"
+        return "chunked"
+    if name == "numba":
+        if device.type != "cpu":
+            raise BackendUnavailableError(f"scan backend 'numba' runs on CPU tensors only, got {device.type} tensors")
+        if not numba_available():
+            raise BackendUnavailableError(f"scan backend 'numba' is not installed: {INSTALL_HINTS['numba']}")
+    if name == "mamba_ssm":
+        if device.type != "cuda":
+            raise BackendUnavailableError(f"scan backend 'mamba_ssm' needs CUDA tensors, got {device.type} tensors")
+        if not mamba_ssm_available():
+            raise BackendUnavailableError(
+                f"scan backend 'mamba_ssm' is not installed or has no compiled kernels: {INSTALL_HINTS['mamba_ssm']}"
+            )
+    return name
+
+
+def describe_backends() -> str:
+    """One line saying which backend runs on CPU (and CUDA when present), for ``caduceus info`` and logs."""
+    parts = [f"cpu: {resolve_backend('cpu')} (available: {', '.join(available_backends('cpu'))})"]
+    if torch.cuda.is_available():
+        parts.append(f"cuda: {resolve_backend('cuda')} (available: {', '.join(available_backends('cuda'))})")
+    return f"scan backend requested={get_scan_backend()}; " + "; ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# ref: the executable spec
+
+
+def selective_scan_ref(
+    x: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = True,
+) -> torch.Tensor:
+    """Sequential selective scan, one time step at a time (float32 inside, cast back to ``x.dtype``)."""
+    dtype = x.dtype
+    x, delta, A, B, C = (t.float() for t in (x, delta, A, B, C))
+    if delta_bias is not None:
+        delta = delta + delta_bias.float()[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    b, e, length = x.shape
+    h = x.new_zeros(b, e, A.shape[1])
+    ys = []
+    for t in range(length):
+        dt = delta[:, :, t]
+        h = torch.exp(dt[:, :, None] * A) * h + (dt * x[:, :, t])[:, :, None] * B[:, None, :, t]
+        ys.append(torch.einsum("ben,bn->be", h, C[:, :, t]))
+    y = torch.stack(ys, dim=-1) if ys else x.new_zeros(b, e, 0)
+    if D is not None:
+        y = y + x * D.float()[:, None]
+    if z is not None:
+        y = y * F.silu(z.float())
+    return y.to(dtype)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# chunked: pure PyTorch, memory bounded
+
+DEFAULT_CHUNK = 128
+
+
+def _scan_chunk(
+    h0: torch.Tensor, dt: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One chunk: h0 (b, e, n); dt, x (b, e, T); B, C (b, n, T). Returns y (b, e, T) and the last state."""
+    a = torch.exp(dt[..., None] * A[:, None, :])  # (b, e, T, n)
+    u = (dt * x)[..., None] * B.transpose(1, 2)[:, None]  # (b, e, T, n)
+    length = a.shape[2]
+    step = 1
+    while step < length:  # inclusive doubling scan of the affine maps h -> a*h + u along T
+        u = torch.cat([u[:, :, :step], a[:, :, step:] * u[:, :, :-step] + u[:, :, step:]], dim=2)
+        a = torch.cat([a[:, :, :step], a[:, :, step:] * a[:, :, :-step]], dim=2)
+        step *= 2
+    h = a * h0[:, :, None] + u
+    y = torch.einsum("betn,bnt->bet", h, C)
+    return y, h[:, :, -1]
+
+
+def selective_scan_chunked(
+    x: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = True,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> torch.Tensor:
+    """Chunked selective scan in plain PyTorch (any device). Never holds more than one chunk's ``(b, e, T, n)``.
+
+    Under autograd each chunk is checkpointed: only its inputs and its starting state are kept, and the chunk is
+    recomputed in the backward pass.
+    """
+    dtype = x.dtype
+    x, delta, A, B, C = (t.float() for t in (x, delta, A, B, C))
+    if delta_bias is not None:
+        delta = delta + delta_bias.float()[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    b, e, length = x.shape
+    h = x.new_zeros(b, e, A.shape[1])
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, delta, A, B, C))
+    ys = []
+    for start in range(0, length, chunk_size):
+        sl = slice(start, start + chunk_size)
+        args = (h, delta[:, :, sl], x[:, :, sl], A, B[:, :, sl], C[:, :, sl])
+        y, h = checkpoint(_scan_chunk, *args, use_reentrant=False) if grad else _scan_chunk(*args)
+        ys.append(y)
+    y = torch.cat(ys, dim=-1) if ys else x.new_zeros(b, e, 0)
+    if D is not None:
+        y = y + x * D.float()[:, None]
+    if z is not None:
+        y = y * F.silu(z.float())
+    return y.to(dtype)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# dispatch
+
+
+def _selective_scan_mamba_ssm(*args: object, **kwargs: object) -> torch.Tensor:
+    from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+
+    return selective_scan_fn(*args, **kwargs)
+
+
+def _selective_scan_numba(*args: object, **kwargs: object) -> torch.Tensor:
+    from caduceus_plugin.ops.scan_numba import selective_scan_numba
+
+    return selective_scan_numba(*args, **kwargs)
+
+
+_IMPLS = {
+    "ref": selective_scan_ref,
+    "chunked": selective_scan_chunked,
+    "numba": _selective_scan_numba,
+    "mamba_ssm": _selective_scan_mamba_ssm,
+}
+
+
+def selective_scan(
+    x: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = True,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """Run the selective scan on the backend chosen by :func:`resolve_backend` (or ``backend`` when given)."""
+    name = resolve_backend(x.device, backend)
+    return _IMPLS[name](x, delta, A, B, C, D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
