@@ -20,6 +20,7 @@ import os
 import pickle
 import re
 import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
@@ -37,11 +38,15 @@ _LIGHTNING_SKIP = ("decoder.", "encoder.", "head.", "heads.")
 
 def _find_files(path: Path) -> tuple[Path, Path]:
     if not path.exists():
-        raise CheckpointError(f"checkpoint path {path} does not exist: pass a directory with config.json + model.safetensors")
+        raise CheckpointError(
+            f"checkpoint path {path} does not exist: pass a directory with config.json + model.safetensors"
+        )
     folder = path if path.is_dir() else path.parent
     config = next((folder / n for n in CONFIG_NAMES if (folder / n).is_file()), None)
     if config is None:
-        raise CheckpointError(f"no config.json in {folder}: a Caduceus checkpoint needs its config.json beside the weights")
+        raise CheckpointError(
+            f"no config.json in {folder}: a Caduceus checkpoint needs its config.json beside the weights"
+        )
     if path.is_file():
         return config, path
     weights = next((path / n for n in WEIGHT_NAMES if (path / n).is_file()), None)
@@ -63,18 +68,25 @@ def read_state_dict(path: str | Path, trust_pickle: bool = False) -> dict[str, t
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as err:
-            raise CheckpointError(f"{path} is not a readable safetensors file ({err}); re-download or re-save it") from None
+            raise CheckpointError(
+                f"{path} is not a readable safetensors file ({err}); re-download or re-save it"
+            ) from None
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":  # neither torch's zip format nor a legacy pickle
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or not a torch.save file)")
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as err:
-        if trust_pickle:
-            raise CheckpointError(f"{path} cannot be unpickled ({err})") from None
+        if trust_pickle or "weights only load failed" not in str(err).lower():
+            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({str(err).splitlines()[0]})") from None
         raise CheckpointError(
             f"{path} needs arbitrary unpickling to load (it stores more than tensors); "
             "pass trust_pickle=True (CLI: --trust-pickle) only if you trust where the file came from"
         ) from None
     except Exception as err:  # truncated zip, wrong format, ...
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from None
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: {first})") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -105,7 +117,9 @@ def _tied_aliases(model: CaduceusForMaskedLM) -> dict[str, str]:
     return aliases
 
 
-def load_state_dict_into(model: CaduceusForMaskedLM, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+def load_state_dict_into(
+    model: CaduceusForMaskedLM, state: dict[str, torch.Tensor], source: str = "checkpoint"
+) -> None:
     """Strictly load ``state`` (already normalised) into ``model``; raise naming any key that does not fit."""
     state = dict(state)
     own = model.state_dict()
@@ -132,7 +146,8 @@ def load_state_dict_into(model: CaduceusForMaskedLM, state: dict[str, torch.Tens
     for key in required:
         if tuple(state[key].shape) != tuple(own[key].shape):
             raise CheckpointError(
-                f"{source}: tensor {key} has shape {tuple(state[key].shape)}, config.json implies {tuple(own[key].shape)}"
+                f"{source}: tensor {key} has shape {tuple(state[key].shape)}, "
+                f"config.json implies {tuple(own[key].shape)}"
             )
         if key.endswith("complement_map") and not torch.equal(state[key].long(), own[key]):
             raise CheckpointError(f"{source}: buffer {key} disagrees with complement_map in config.json")
@@ -188,7 +203,9 @@ def save_pretrained(model: CaduceusForMaskedLM, directory: str | os.PathLike[str
     """Write ``config.json`` + ``model.safetensors`` (released layout). Files appear atomically (temp + rename)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    _atomic_write(directory / "model.safetensors", lambda p: save_file(export_state_dict(model), p, metadata={"format": "pt"}))
+    _atomic_write(
+        directory / "model.safetensors", lambda p: save_file(export_state_dict(model), p, metadata={"format": "pt"})
+    )
     _atomic_write(directory / "config.json", lambda p: Path(p).write_text(model.config.to_json_string()))
     return directory
 
@@ -198,6 +215,9 @@ def _atomic_write(target: Path, write) -> None:  # type: ignore[no-untyped-def]
     os.close(fd)
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

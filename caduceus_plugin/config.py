@@ -36,7 +36,11 @@ _SSM_DEFAULTS: dict[str, Any] = {
     "bias": False,
     "use_fast_path": True,
 }
-_INIT_DEFAULTS: dict[str, Any] = {"initializer_range": 0.02, "rescale_prenorm_residual": True, "n_residuals_per_layer": 1}
+_INIT_DEFAULTS: dict[str, Any] = {
+    "initializer_range": 0.02,
+    "rescale_prenorm_residual": True,
+    "n_residuals_per_layer": 1,
+}
 
 
 @dataclass
@@ -62,7 +66,7 @@ class CaduceusConfig:
     bidirectional_strategy: str = "add"
     bidirectional_weight_tie: bool = True
     rcps: bool = False
-    complement_map: dict[int, int] | None = None
+    complement_map: dict[int, int] | None = None  # None: the tokenizer's map (A<->T, C<->G, others fixed)
     pad_token_id: int | None = None
     tie_word_embeddings: bool = True
     rcps_fused_half_swap: bool | None = None
@@ -74,6 +78,8 @@ class CaduceusConfig:
         if self.complement_map is not None:
             self.complement_map = {int(k): int(v) for k, v in self.complement_map.items()}
         self.validate()
+        if self.complement_map is None:  # written out explicitly, as the released configs have it
+            self.complement_map = dict(enumerate(self.full_complement_map()))
 
     # ---------------------------------------------------------------------------------------------------------------
     # derived sizes
@@ -166,7 +172,9 @@ class CaduceusConfig:
             raise bad("ssm_cfg", sorted(unknown), "unknown Mamba-v1 options")
         if ssm.get("layer", "Mamba1") not in ("Mamba1", "mamba1", "Mamba"):
             raise bad("ssm_cfg.layer", ssm["layer"], "only the Mamba v1 layer is supported")
-        if self.pad_token_id is not None and (not isinstance(self.pad_token_id, int) or isinstance(self.pad_token_id, bool)):
+        if self.pad_token_id is not None and (
+            not isinstance(self.pad_token_id, int) or isinstance(self.pad_token_id, bool)
+        ):
             raise bad("pad_token_id", self.pad_token_id, "expected an integer or null")
         self._validate_complement_map()
 

@@ -171,7 +171,11 @@ class CaduceusForMaskedLM(nn.Module):
         std = cfg["initializer_range"]
         nn.init.normal_(self.backbone.embeddings.word_embeddings.weight, std=std)
         for name, module in self.named_modules():
-            if isinstance(module, nn.Linear) and module.bias is not None and not getattr(module.bias, "_no_reinit", False):
+            if (
+                isinstance(module, nn.Linear)
+                and module.bias is not None
+                and not getattr(module.bias, "_no_reinit", False)
+            ):
                 nn.init.zeros_(module.bias)
             if cfg["rescale_prenorm_residual"] and name.endswith("out_proj"):
                 nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5))

@@ -41,7 +41,7 @@ def make_norm(d: int, rms_norm: bool, eps: float, **factory: object) -> nn.Modul
 
 
 class Mamba(nn.Module):
-    """Mamba-v1 mixer: in_proj -> causal conv + SiLU -> x_proj -> dt_proj/softplus -> selective scan -> gate -> out_proj.
+    """Mamba-v1 mixer: in_proj -> causal conv + SiLU -> x_proj -> dt_proj/softplus -> scan -> gate -> out_proj.
 
     Args:
         d_model: input/output channels ``d``.

@@ -40,7 +40,11 @@ class RCPSEmbedding(nn.Module):
     """``emb(x)_t = [E[x_t], flipC(E[comp(x_t)])]``: one table, both strands in forward coordinates."""
 
     def __init__(
-        self, vocab_size: int, d_model: int, complement_map: Sequence[int], device: torch.device | None = None,
+        self,
+        vocab_size: int,
+        d_model: int,
+        complement_map: Sequence[int],
+        device: torch.device | None = None,
         dtype: torch.dtype | None = None,
     ):
         super().__init__()
@@ -89,7 +93,11 @@ class RCPSLMHead(nn.Module):
     """
 
     def __init__(
-        self, vocab_size: int, d_model: int, complement_map: Sequence[int], device: torch.device | None = None,
+        self,
+        vocab_size: int,
+        d_model: int,
+        complement_map: Sequence[int],
+        device: torch.device | None = None,
         dtype: torch.dtype | None = None,
     ):
         super().__init__()

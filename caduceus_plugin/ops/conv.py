@@ -20,7 +20,9 @@ def _causal_conv1d_fn():  # type: ignore[no-untyped-def]
     return causal_conv1d_fn
 
 
-def causal_conv1d_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, silu: bool = True) -> torch.Tensor:
+def causal_conv1d_ref(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, silu: bool = True
+) -> torch.Tensor:
     """x (b, e, l), weight (e, 1, k) or (e, k), bias (e,): left zero padding k-1, keep the first l outputs."""
     w = weight if weight.dim() == 3 else weight[:, None, :]
     length = x.shape[-1]

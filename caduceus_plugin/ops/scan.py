@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from caduceus_plugin.errors import CaduceusError
+
 BACKENDS = ("ref", "chunked", "numba", "mamba_ssm")
 ENV_VAR = "CADUCEUS_SCAN_BACKEND"
 INSTALL_HINTS = {
@@ -51,8 +53,12 @@ INSTALL_HINTS = {
 _override: str | None = None
 
 
-class BackendUnavailableError(RuntimeError):
+class BackendUnavailableError(CaduceusError, RuntimeError):
     """A scan backend was asked for by name but cannot run here."""
+
+
+class UnknownBackendError(CaduceusError, ValueError):
+    """A scan backend name that does not exist."""
 
 
 def set_scan_backend(name: str | None) -> None:
@@ -91,12 +97,19 @@ def scan_backend(name: str | None) -> Iterator[None]:
 
 def _validate_name(name: str, source: str = "scan backend") -> None:
     if name not in BACKENDS:
-        raise ValueError(f"unknown {source} {name!r}: choose one of auto, {', '.join(BACKENDS)}")
+        raise UnknownBackendError(f"unknown {source} {name!r}: choose one of auto, {', '.join(BACKENDS)}")
 
 
 @functools.cache
 def numba_available() -> bool:
-    return importlib.util.find_spec("numba") is not None
+    """True when numba and our compiled-on-first-use kernels import."""
+    if importlib.util.find_spec("numba") is None:
+        return False
+    try:
+        import caduceus_plugin.ops.scan_numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 @functools.cache
@@ -246,12 +259,17 @@ def selective_scan_chunked(
     h = x.new_zeros(b, e, A.shape[1])
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, delta, A, B, C))
     ys = []
+    y = x.new_empty(b, e, length)  # filled in place without autograd: no list of small tensors to fragment the heap
     for start in range(0, length, chunk_size):
         sl = slice(start, start + chunk_size)
         args = (h, delta[:, :, sl], x[:, :, sl], A, B[:, :, sl], C[:, :, sl])
-        y, h = checkpoint(_scan_chunk, *args, use_reentrant=False) if grad else _scan_chunk(*args)
-        ys.append(y)
-    y = torch.cat(ys, dim=-1) if ys else x.new_zeros(b, e, 0)
+        if grad:
+            y_chunk, h = checkpoint(_scan_chunk, *args, use_reentrant=False)
+            ys.append(y_chunk)
+        else:
+            y[:, :, sl], h = _scan_chunk(*args)
+    if grad:
+        y = torch.cat(ys, dim=-1) if ys else y
     if D is not None:
         y = y + x * D.float()[:, None]
     if z is not None:

@@ -1,0 +1,127 @@
+"""``caduceus`` command line.
+
+    caduceus demo [--weights DIR] [--sequence ACGT...]   embed a DNA sequence with a (shipped) checkpoint
+    caduceus info                                          version, scan backends, registered models
+    caduceus list                                          registered models and their released checkpoints
+
+Errors print one line (``error: ...``) and exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+#: A 200-bp stretch used when no --sequence is given.
+DEMO_SEQUENCE = (
+    "GGGCGGCGCGGGCGGGCGCGGCGCTATAAAAGGCGCCGCGCCCTTCCGCCGCCCGCCGGCGCAGCGCCATGGCGGAGGAGGCGGAGGCG"
+    "GCGGAGCGGGAGCCGAGCGCCGGCAGCGGCAGCTGCGCCCCGACCTCCAGCCCGCGCCGCGCCTCCTGCTGCTGCTCCTGCTCCTGCGC"
+    "GCGCTGCTGCGCGGGGCTCTAA"
+)
+
+
+def shipped_weights(name: str = "tiny_ps") -> Path:
+    """Directory of a checkpoint shipped inside the package."""
+    return Path(str(resources.files("caduceus_plugin") / "weights" / name))
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import torch
+
+    from caduceus_plugin.checkpoint import from_pretrained
+    from caduceus_plugin.features import embed, mean_pool
+    from caduceus_plugin.ops.scan import describe_backends
+    from caduceus_plugin.tokenizer import MASK_ID, decode, reverse_complement, tokenize
+
+    seq = args.sequence.upper()
+    if not seq or set(seq) - set("ACGTN"):
+        raise _UsageError("--sequence must be a non-empty string of A, C, G, T, N")
+    weights = Path(args.weights) if args.weights else shipped_weights()
+    model = from_pretrained(weights)
+    cfg = model.config
+    print(
+        f"model: {weights} ({'Caduceus-PS' if cfg.rcps else 'Caduceus-Ph'}, d_model={cfg.d_model}, "
+        f"n_layer={cfg.n_layer}, {model.num_parameters():,} parameters)"
+    )
+    print(describe_backends())
+    ids = tokenize([seq, reverse_complement(seq)])
+    with torch.inference_mode():
+        out = model(ids)
+        feats = embed(model, ids)
+        pooled = mean_pool(feats)
+        masked = ids[:1].clone()
+        pos = list(range(5, ids.shape[1], 10))
+        masked[0, pos] = MASK_ID
+        pred = model(masked).logits[0, pos].argmax(-1)
+    print(
+        f"sequence: {len(seq)} bp; hidden_states {tuple(out.hidden_states.shape[1:])}, logits "
+        f"{tuple(out.logits.shape[1:])}, RC-invariant features {tuple(feats.shape[1:])}"
+    )
+    print(
+        "pooled embedding (first 8 of", pooled.shape[1], "dims):", " ".join(f"{v:+.4f}" for v in pooled[0, :8].tolist())
+    )
+    gap = (pooled[0] - pooled[1]).abs().max().item()
+    print(f"RC invariance: max |embedding(seq) - embedding(revcomp(seq))| = {gap:.2e}")
+    acc = (pred == ids[0, pos]).float().mean().item()
+    print(f"masked-LM: {len(pos)} positions masked, predicted {decode(pred.tolist())[:40]}, accuracy {acc:.2f}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import torch
+
+    import caduceus_plugin
+    from caduceus_plugin.ops.scan import describe_backends
+    from caduceus_plugin.specs import load_specs
+
+    print(
+        f"caduceus-plugin {caduceus_plugin.__version__} (torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, cuda={'yes' if torch.cuda.is_available() else 'no'})"
+    )
+    print(describe_backends())
+    print("models:", ", ".join(sorted(load_specs())))
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from caduceus_plugin.specs import load_specs
+
+    for name, spec in sorted(load_specs().items()):
+        print(f"{name}: {spec['description']}")
+        for c in spec["checkpoints"]:
+            print(f"  {name}.{c['tag']}: {c['hf_repo']} ({c['params']:,} parameters)")
+    return 0
+
+
+class _UsageError(Exception):
+    """Bad command-line input (reported like a CaduceusError)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="caduceus", description="Caduceus DNA language models in plain PyTorch.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="embed a DNA sequence with a checkpoint (default: the shipped tiny one)")
+    demo.add_argument("--weights", help="checkpoint directory (config.json + model.safetensors); default: shipped")
+    demo.add_argument("--sequence", default=DEMO_SEQUENCE, help="DNA sequence (default: a built-in 200 bp)")
+    demo.set_defaults(func=_cmd_demo)
+    sub.add_parser("info", help="version, scan backends, registered models").set_defaults(func=_cmd_info)
+    sub.add_parser("list", help="registered models and released checkpoints").set_defaults(func=_cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from caduceus_plugin.errors import CaduceusError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (CaduceusError, _UsageError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

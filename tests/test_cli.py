@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from caduceus_plugin.cli import main
+
+
+def test_demo_runs_on_shipped_weights(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "Caduceus-PS" in out and "28,000 parameters" in out
+    gap = float(out.split("embedding(revcomp(seq))| = ")[1].split()[0])
+    assert gap < 1e-5  # the PS model is RC-invariant after strand averaging
+
+
+def test_demo_with_fixture_weights_and_sequence(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import CADUCEUS_FIXTURES
+
+    assert main(["demo", "--weights", str(CADUCEUS_FIXTURES / "ph_d24_l2_fused"), "--sequence", "ACGTACGTTTGACN"]) == 0
+    assert "Caduceus-Ph" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["demo", "--sequence", "ACGU"], "--sequence must be"),
+        (["demo", "--weights", "/nonexistent/dir"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_without_traceback(argv: list[str], needle: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "caduceus_plugin.cli", *argv], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and needle in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_info_reports_backend(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "scan backend requested=auto; cpu: " in out
+    assert main(["list"]) == 0
+    assert "kuleshov-group/caduceus-ps_seqlen-131k_d_model-256_n_layer-16" in capsys.readouterr().out
+
+
+def test_bad_backend_env_is_one_line() -> None:
+    import os
+
+    env = dict(os.environ, CADUCEUS_SCAN_BACKEND="gpu")
+    proc = subprocess.run(
+        [sys.executable, "-m", "caduceus_plugin.cli", "info"], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 2 and proc.stderr.startswith("error: unknown $CADUCEUS_SCAN_BACKEND 'gpu'")
