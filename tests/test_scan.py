@@ -185,3 +185,18 @@ def test_scan_memory_grows_linearly(backend: str) -> None:
     small, large = peak(1 << 15), peak(1 << 17)
     assert large < 160, f"peak grew by {large:.0f} MiB at L=131072"
     assert large < 4 * max(small, 8) + 40, (small, large)  # linear (x4 length), not worse
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_backends_match_cpu_ref() -> None:
+    from tests.conftest import random_ids, tiny_model
+
+    model = tiny_model(5)
+    ids = random_ids(2, 300, 5)
+    with torch.no_grad(), caduceus_plugin.scan_backend("ref"):
+        expected = model(ids).logits
+    model = model.cuda()
+    for backend in ["chunked", *(["mamba_ssm"] if scan.mamba_ssm_available() else [])]:
+        with torch.no_grad(), caduceus_plugin.scan_backend(backend):
+            assert rel_err(model(ids.cuda()).logits.cpu(), expected) < 1e-4, backend

@@ -92,11 +92,26 @@ class CaduceusBackbone(nn.Module):
         self.layers = nn.ModuleList(CaduceusBlock(config, device, dtype) for _ in range(config.n_layer))
         self.norm_f = make_norm(config.d_model, config.rms_norm, config.norm_epsilon, device=device, dtype=dtype)
 
-    def forward(self, input_ids: torch.Tensor | None = None, token_probs: torch.Tensor | None = None) -> torch.Tensor:
-        """Token ids (b, l), or token distributions ``token_probs`` (b, l, vocab), to hidden states (b, l, c)."""
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        token_probs: torch.Tensor | None = None,
+        stream: bool | None = None,
+    ) -> torch.Tensor:
+        """Token ids (b, l), or token distributions ``token_probs`` (b, l, vocab), to hidden states (b, l, c).
+
+        ``stream`` selects the length-chunked inference path (bounded memory, same outputs); by default it is
+        used whenever gradients are off.
+        """
         if (input_ids is None) == (token_probs is None):
             raise ValueError("pass exactly one of input_ids or token_probs")
         hidden = self.embeddings(input_ids) if input_ids is not None else self.embeddings.from_probs(token_probs)
+        if stream is None:
+            stream = not torch.is_grad_enabled() and stream_supported(hidden.device)
+        if stream:
+            from caduceus_plugin.models.streaming import backbone_stream
+
+            return backbone_stream(self, hidden)
         return self.forward_embeddings(hidden)
 
     def forward_embeddings(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -112,6 +127,13 @@ class CaduceusBackbone(nn.Module):
         return normed.to(hidden.dtype)
 
 
+def stream_supported(device: torch.device) -> bool:
+    """The chunked path carries the scan state between chunks, which mamba-ssm's CUDA kernel cannot take."""
+    from caduceus_plugin.ops.scan import resolve_backend
+
+    return resolve_backend(device) != "mamba_ssm"
+
+
 class Caduceus(nn.Module):
     """The bare backbone under the authors' ``backbone.`` prefix (HF ``AutoModel``)."""
 
@@ -120,8 +142,10 @@ class Caduceus(nn.Module):
         self.config = config
         self.backbone = CaduceusBackbone(config, device, dtype)
 
-    def forward(self, input_ids: torch.Tensor | None = None, token_probs: torch.Tensor | None = None) -> torch.Tensor:
-        return self.backbone(input_ids, token_probs)
+    def forward(
+        self, input_ids: torch.Tensor | None = None, token_probs: torch.Tensor | None = None, stream: bool | None = None
+    ) -> torch.Tensor:
+        return self.backbone(input_ids, token_probs, stream=stream)
 
 
 class CaduceusForMaskedLM(nn.Module):

@@ -39,3 +39,19 @@ def causal_conv1d(
         w = weight if weight.dim() == 2 else weight[:, 0, :]
         return fn(x, w, bias, activation="silu" if silu else None)
     return causal_conv1d_ref(x, weight, bias, silu)
+
+
+def causal_conv1d_step(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ctx: torch.Tensor | None, silu: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The causal conv of the next piece ``x`` (b, e, t) given the previous ``k-1`` inputs ``ctx`` (zeros if None).
+
+    Returns the activated outputs (b, e, t) and the new context (the last ``k-1`` inputs seen).
+    """
+    w = weight if weight.dim() == 3 else weight[:, None, :]
+    k = w.shape[-1]
+    if ctx is None:
+        ctx = x.new_zeros(x.shape[0], x.shape[1], k - 1)
+    xin = torch.cat([ctx, x], dim=-1)
+    y = F.conv1d(xin, w, bias, groups=x.shape[1])
+    return (F.silu(y) if silu else y), xin[..., xin.shape[-1] - (k - 1) :]

@@ -186,8 +186,14 @@ def selective_scan_ref(
     z: torch.Tensor | None = None,
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = True,
-) -> torch.Tensor:
-    """Sequential selective scan, one time step at a time (float32 inside, cast back to ``x.dtype``)."""
+    h0: torch.Tensor | None = None,
+    return_last_state: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Sequential selective scan, one time step at a time (float32 inside, cast back to ``x.dtype``).
+
+    ``h0`` (b, e, n) is the state before the first step (zeros by default); with ``return_last_state`` the state
+    after the last step is returned too, so a long sequence can be scanned in pieces.
+    """
     dtype = x.dtype
     x, delta, A, B, C = (t.float() for t in (x, delta, A, B, C))
     if delta_bias is not None:
@@ -195,18 +201,32 @@ def selective_scan_ref(
     if delta_softplus:
         delta = F.softplus(delta)
     b, e, length = x.shape
-    h = x.new_zeros(b, e, A.shape[1])
+    h = x.new_zeros(b, e, A.shape[1]) if h0 is None else h0.float()
     ys = []
     for t in range(length):
         dt = delta[:, :, t]
         h = torch.exp(dt[:, :, None] * A) * h + (dt * x[:, :, t])[:, :, None] * B[:, None, :, t]
         ys.append(torch.einsum("ben,bn->be", h, C[:, :, t]))
     y = torch.stack(ys, dim=-1) if ys else x.new_zeros(b, e, 0)
+    return _finish(y, x, D, z, dtype, h, return_last_state)
+
+
+def _finish(
+    y: torch.Tensor,
+    x: torch.Tensor,
+    D: torch.Tensor | None,
+    z: torch.Tensor | None,
+    dtype: torch.dtype,
+    h: torch.Tensor,
+    return_last_state: bool,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Skip connection, gate, cast back; optionally with the last state."""
     if D is not None:
         y = y + x * D.float()[:, None]
     if z is not None:
         y = y * F.silu(z.float())
-    return y.to(dtype)
+    y = y.to(dtype)
+    return (y, h) if return_last_state else y
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -242,8 +262,10 @@ def selective_scan_chunked(
     z: torch.Tensor | None = None,
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = True,
+    h0: torch.Tensor | None = None,
+    return_last_state: bool = False,
     chunk_size: int = DEFAULT_CHUNK,
-) -> torch.Tensor:
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Chunked selective scan in plain PyTorch (any device). Never holds more than one chunk's ``(b, e, T, n)``.
 
     Under autograd each chunk is checkpointed: only its inputs and its starting state are kept, and the chunk is
@@ -256,7 +278,7 @@ def selective_scan_chunked(
     if delta_softplus:
         delta = F.softplus(delta)
     b, e, length = x.shape
-    h = x.new_zeros(b, e, A.shape[1])
+    h = x.new_zeros(b, e, A.shape[1]) if h0 is None else h0.float()
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, delta, A, B, C))
     ys = []
     y = x.new_empty(b, e, length)  # filled in place without autograd: no list of small tensors to fragment the heap
@@ -270,11 +292,7 @@ def selective_scan_chunked(
             y[:, :, sl], h = _scan_chunk(*args)
     if grad:
         y = torch.cat(ys, dim=-1) if ys else y
-    if D is not None:
-        y = y + x * D.float()[:, None]
-    if z is not None:
-        y = y * F.silu(z.float())
-    return y.to(dtype)
+    return _finish(y, x, D, z, dtype, h, return_last_state)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -312,7 +330,20 @@ def selective_scan(
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = True,
     backend: str | None = None,
-) -> torch.Tensor:
-    """Run the selective scan on the backend chosen by :func:`resolve_backend` (or ``backend`` when given)."""
+    h0: torch.Tensor | None = None,
+    return_last_state: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Run the selective scan on the backend chosen by :func:`resolve_backend` (or ``backend`` when given).
+
+    ``h0``/``return_last_state`` carry the state across pieces of a long sequence (inference); mamba-ssm's kernel
+    takes no initial state, so ``h0`` is refused there.
+    """
     name = resolve_backend(x.device, backend)
-    return _IMPLS[name](x, delta, A, B, C, D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
+    kw = dict(z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
+    if h0 is not None or return_last_state:
+        if name == "mamba_ssm":
+            if h0 is not None:
+                raise BackendUnavailableError("scan backend 'mamba_ssm' cannot start from a given state (h0)")
+            return _IMPLS[name](x, delta, A, B, C, D, **kw, return_last_state=True)
+        kw.update(h0=h0, return_last_state=return_last_state)
+    return _IMPLS[name](x, delta, A, B, C, D, **kw)

@@ -1,0 +1,206 @@
+"""Length-chunked inference for the Caduceus backbone: the same function, in bounded memory.
+
+The autograd forward of :class:`~caduceus_plugin.models.caduceus.CaduceusBackbone` materialises every layer's
+``(b, l, 2e)`` projections at once. For inference this module instead walks each layer in chunks of
+``chunk_len`` positions, carrying the scan state and the conv's last ``k-1`` inputs from chunk to chunk: forward
+in length for ``mamba_fwd``, backward for ``mamba_rev``, and for the reverse strand of PS both directions are
+mapped onto the forward strand's coordinates by index arithmetic (no full-length flips or copies).
+
+Memory: two ``(b, l, c)`` buffers (the residual stream and the mixer output, updated in place) plus chunk-sized
+temporaries, plus optional stashes that trade memory for speed when they fit ``stash_budget_bytes``:
+
+* the shared ``in_proj`` output of the forward pass, re-used by the reverse pass (tied BiMamba);
+* the forward direction's gated scan output, so that the tied ``out_proj`` runs once on the sum (``add``).
+
+The half swap of the fused RCPS block (spec §1.6) is a relabelling of which physical half is strand 1, so it
+costs nothing here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from caduceus_plugin.models.mamba import BiMamba, Mamba
+from caduceus_plugin.ops.conv import causal_conv1d_step
+from caduceus_plugin.ops.scan import selective_scan
+
+DEFAULT_CHUNK_LEN = 8192
+DEFAULT_STASH_BUDGET = 1 << 30
+
+
+def default_chunk_len() -> int:
+    return int(os.environ.get("CADUCEUS_CHUNK_LEN", DEFAULT_CHUNK_LEN))
+
+
+def default_stash_budget() -> int:
+    return int(float(os.environ.get("CADUCEUS_STASH_GB", DEFAULT_STASH_BUDGET / 2**30)) * 2**30)
+
+
+class _Direction:
+    """One Mamba scanning a sequence piece by piece, with its conv context and SSM state carried along."""
+
+    def __init__(self, mamba: Mamba):
+        self.m = mamba
+        self.ctx: torch.Tensor | None = None
+        self.h: torch.Tensor | None = None
+
+    def step(self, xz: torch.Tensor) -> torch.Tensor:
+        """``xz`` (b, t, 2e): the in_proj output of the next ``t`` positions -> gated ``y`` (b, t, e)."""
+        m = self.m
+        x, z = rearrange(xz, "b t e -> b e t").chunk(2, dim=1)
+        x, self.ctx = causal_conv1d_step(x, m.conv1d.weight, m.conv1d.bias, self.ctx)
+        x_dbl = m.x_proj(rearrange(x, "b e t -> b t e"))
+        dt, B, C = torch.split(x_dbl, [m.dt_rank, m.d_state, m.d_state], dim=-1)
+        delta = rearrange(dt @ m.dt_proj.weight.t(), "b t e -> b e t")
+        y, self.h = selective_scan(
+            x,
+            delta,
+            -torch.exp(m.A_log.float()),
+            rearrange(B, "b t n -> b n t"),
+            rearrange(C, "b t n -> b n t"),
+            m.D.float(),
+            z=z,
+            delta_bias=m.dt_proj.bias.float(),
+            delta_softplus=True,
+            h0=self.h,
+            return_last_state=True,
+        )
+        return rearrange(y, "b e t -> b t e")
+
+
+def _chunks(length: int, chunk_len: int, reverse: bool = False) -> list[tuple[int, int]]:
+    spans = [(s, min(s + chunk_len, length)) for s in range(0, length, chunk_len)]
+    return spans[::-1] if reverse else spans
+
+
+Getter = Callable[[int, int], torch.Tensor]
+Putter = Callable[[int, int, torch.Tensor, str], None]
+
+
+def bimamba_stream(bm: BiMamba, get: Getter, put: Putter, length: int, chunk_len: int, stash_budget: int) -> None:
+    """Run BiMamba over the virtual input ``get(s, e)`` (b, e-s, d), writing results with ``put(s, e, out, mode)``.
+
+    ``mode`` is ``"set"``, ``"add"`` or ``"mul"``.
+    """
+    fwd, rev = bm.mamba_fwd, bm.mamba_rev
+    tied = rev is not None and bm.weight_tie
+    xz_stash = y_stash = None
+    probe = get(0, min(chunk_len, length))
+    batch, e2 = probe.shape[0], 2 * fwd.d_inner
+    itemsize = probe.element_size()
+    need_xz = batch * length * e2 * itemsize
+    need_y = batch * length * fwd.d_inner * itemsize
+    budget = stash_budget
+    if tied and bm.strategy == "add" and need_y <= budget:
+        y_stash = probe.new_empty(batch, length, fwd.d_inner)
+        budget -= need_y
+    if tied and need_xz <= budget:
+        xz_stash = probe.new_empty(batch, length, e2)
+
+    state = _Direction(fwd)
+    for s, e in _chunks(length, chunk_len):
+        u = probe if s == 0 else get(s, e)
+        xz = fwd.in_proj(u)
+        if xz_stash is not None:
+            xz_stash[:, s:e] = xz
+        y = state.step(xz)
+        if y_stash is not None:
+            y_stash[:, s:e] = y
+        else:
+            put(s, e, fwd.out_proj(y), "set")
+    del probe
+    if rev is None:
+        return
+    state = _Direction(rev)
+    mode = "add" if bm.strategy == "add" else "mul"
+    for s, e in _chunks(length, chunk_len, reverse=True):
+        xz = xz_stash[:, s:e] if xz_stash is not None else rev.in_proj(get(s, e))
+        y = state.step(xz.flip(1)).flip(1)
+        if y_stash is not None:
+            put(s, e, fwd.out_proj(y_stash[:, s:e] + y), "set")
+        else:
+            put(s, e, rev.out_proj(y), mode)
+
+
+def _write(dst: torch.Tensor, src: torch.Tensor, mode: str) -> None:
+    if mode == "set":
+        dst.copy_(src)
+    elif mode == "add":
+        dst.add_(src)
+    else:
+        dst.mul_(src)
+
+
+@torch.no_grad()
+def backbone_stream(
+    backbone: nn.Module,
+    hidden: torch.Tensor,
+    chunk_len: int | None = None,
+    stash_budget_bytes: int | None = None,
+) -> torch.Tensor:
+    """Backbone forward from embeddings ``hidden`` (b, l, c) in bounded memory; same result as the full forward.
+
+    ``hidden`` is consumed (used as the residual buffer). Returns the final normed hidden states (b, l, c).
+    """
+    from caduceus_plugin.models.caduceus import CaduceusBlock
+
+    cfg = backbone.config
+    chunk_len = chunk_len or default_chunk_len()
+    budget = default_stash_budget() if stash_budget_bytes is None else stash_budget_bytes
+    b, length, c = hidden.shape
+    d = cfg.d_model
+    res = hidden.float() if cfg.residual_in_fp32 else hidden
+    out = torch.empty_like(hidden)
+    flipped = False  # PS: whether strand 1 lives in the physical second half (after an odd number of half swaps)
+
+    def halves(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lo, hi = t[..., :d], t[..., d:]
+        return (hi, lo) if flipped else (lo, hi)
+
+    for i, layer in enumerate(backbone.layers):
+        layer: CaduceusBlock
+        if cfg.half_swap:
+            flipped = not flipped
+        if i > 0:
+            res.add_(out)  # residual = hidden + residual (elementwise, so the swap does not matter)
+        norm = layer.norm
+        if cfg.rcps:
+            bm = layer.mixer.submodule
+            r1, r2 = halves(res)
+            o1, o2 = halves(out)
+
+            def get(s: int, e: int, r1=r1, r2=r2, norm=norm) -> torch.Tensor:
+                strand2 = r2[:, length - e : length - s].flip(1, 2)
+                return torch.cat([norm(r1[:, s:e]), norm(strand2)], dim=0).to(hidden.dtype)
+
+            def put(s: int, e: int, o: torch.Tensor, mode: str, o1=o1, o2=o2) -> None:
+                _write(o1[:, s:e], o[:b], mode)
+                _write(o2[:, length - e : length - s], o[b:].flip(1, 2), mode)
+
+        else:
+            bm = layer.mixer
+
+            def get(s: int, e: int, norm=norm) -> torch.Tensor:
+                return norm(res[:, s:e]).to(hidden.dtype)
+
+            def put(s: int, e: int, o: torch.Tensor, mode: str) -> None:
+                _write(out[:, s:e], o, mode)
+
+        bimamba_stream(bm, get, put, length, chunk_len, budget)
+    if backbone.layers:
+        res.add_(out)
+    del out
+    for s, e in _chunks(length, chunk_len):
+        piece = res[:, s:e]
+        if cfg.rcps:
+            f1, f2 = halves(piece)
+            normed = torch.cat([backbone.norm_f(f1), backbone.norm_f(f2.flip(-1)).flip(-1)], dim=-1)
+        else:
+            normed = backbone.norm_f(piece)
+        piece.copy_(normed)
+    return res.to(hidden.dtype)

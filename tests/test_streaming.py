@@ -1,0 +1,62 @@
+"""The length-chunked inference path computes the same function as the full (autograd) forward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import caduceus_plugin
+from caduceus_plugin.models.streaming import backbone_stream
+from tests.conftest import CADUCEUS_FIXTURES, CPU_BACKENDS, random_ids, rel_err, tiny_model
+
+CONFIGS = [
+    dict(),
+    dict(rcps=False),
+    dict(fused_add_norm=False),
+    dict(bidirectional=False),
+    dict(rcps=False, bidirectional_weight_tie=False),
+    dict(bidirectional_strategy="ew_multiply"),
+    dict(residual_in_fp32=True),
+    dict(rms_norm=False, n_layer=3),
+]
+
+
+@pytest.mark.parametrize("overrides", CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "default")
+@pytest.mark.parametrize("chunk_len", [1, 7, 64])
+@pytest.mark.parametrize("stash", [0, 1 << 30])
+def test_stream_equals_full_forward(overrides: dict, chunk_len: int, stash: int) -> None:
+    model = tiny_model(1, **overrides)
+    ids = random_ids(2, 53, 1, with_specials=True)
+    with torch.no_grad():
+        full = model.caduceus(ids, stream=False)
+        streamed = backbone_stream(model.backbone, model.backbone.embeddings(ids), chunk_len, stash)
+    assert rel_err(streamed, full) < 1e-6
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("name", ["ps_d32_l2_fused", "ph_d24_l2_fused"])
+def test_fixture_parity_both_paths(name: str, stream: bool, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CADUCEUS_CHUNK_LEN", "24")  # the fixtures are 64 long: several chunks
+    folder = CADUCEUS_FIXTURES / name
+    expected = load_file(str(folder / "expected.safetensors"))
+    model = caduceus_plugin.from_pretrained(folder)
+    with torch.no_grad(), caduceus_plugin.scan_backend(backend):
+        hidden = model.caduceus(expected["input_ids"], stream=stream)
+    assert rel_err(hidden, expected["hidden_states"]) < 1e-5
+
+
+def test_no_grad_defaults_to_stream_and_grad_to_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    import caduceus_plugin.models.streaming as streaming
+
+    calls = []
+    original = streaming.backbone_stream
+    monkeypatch.setattr(streaming, "backbone_stream", lambda *a, **k: calls.append(1) or original(*a, **k))
+    model = tiny_model(0)
+    ids = random_ids(1, 10)
+    with torch.no_grad():
+        model(ids)
+    assert calls == [1]
+    model(ids).logits.sum().backward()
+    assert calls == [1]
