@@ -152,7 +152,7 @@ def backbone_stream(
     cfg = backbone.config
     chunk_len = chunk_len or default_chunk_len()
     budget = default_stash_budget() if stash_budget_bytes is None else stash_budget_bytes
-    b, length, c = hidden.shape
+    b, length, _ = hidden.shape
     d = cfg.d_model
     res = hidden.float() if cfg.residual_in_fp32 else hidden
     out = torch.empty_like(hidden)
@@ -185,10 +185,10 @@ def backbone_stream(
         else:
             bm = layer.mixer
 
-            def get(s: int, e: int, norm=norm) -> torch.Tensor:
+            def get(s: int, e: int, norm=norm, res=res) -> torch.Tensor:
                 return norm(res[:, s:e]).to(hidden.dtype)
 
-            def put(s: int, e: int, o: torch.Tensor, mode: str) -> None:
+            def put(s: int, e: int, o: torch.Tensor, mode: str, out=out) -> None:
                 _write(out[:, s:e], o, mode)
 
         bimamba_stream(bm, get, put, length, chunk_len, budget)
