@@ -60,3 +60,17 @@ def test_no_grad_defaults_to_stream_and_grad_to_full(monkeypatch: pytest.MonkeyP
     assert calls == [1]
     model(ids).logits.sum().backward()
     assert calls == [1]
+
+
+def test_gradient_checkpointing_gives_the_same_gradients() -> None:
+    model = tiny_model(2, n_layer=3)
+    ids = random_ids(2, 40, 2)
+    labels = torch.where(torch.rand(ids.shape, generator=torch.Generator().manual_seed(0)) < 0.3, ids, -100)
+    grads = []
+    for flag in (False, True):
+        model.zero_grad()
+        model.backbone.gradient_checkpointing = flag
+        model(ids, labels=labels).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for name, g in grads[0].items():
+        assert rel_err(grads[1][name], g) < 1e-5, name

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from caduceus_plugin.config import CaduceusConfig
 from caduceus_plugin.models.mamba import BiMamba, make_norm
@@ -91,6 +92,9 @@ class CaduceusBackbone(nn.Module):
         self.embeddings = CaduceusEmbeddings(config, device, dtype)
         self.layers = nn.ModuleList(CaduceusBlock(config, device, dtype) for _ in range(config.n_layer))
         self.norm_f = make_norm(config.d_model, config.rms_norm, config.norm_epsilon, device=device, dtype=dtype)
+        #: Recompute each layer in the backward pass instead of storing its activations (training memory
+        #: O(n_layer * l * c) instead of O(n_layer * l * e * several)).
+        self.gradient_checkpointing = False
 
     def forward(
         self,
@@ -121,7 +125,10 @@ class CaduceusBackbone(nn.Module):
             if swap:
                 hidden = swap_halves(hidden)
                 residual = None if residual is None else swap_halves(residual)
-            hidden, residual = layer(hidden, residual)
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                hidden, residual = checkpoint(layer, hidden, residual, use_reentrant=False)
+            else:
+                hidden, residual = layer(hidden, residual)
         residual = hidden if residual is None else hidden + residual
         normed = rcps_norm(self.norm_f, residual) if self.config.rcps else self.norm_f(residual)
         return normed.to(hidden.dtype)
