@@ -200,3 +200,33 @@ def test_cuda_backends_match_cpu_ref() -> None:
     for backend in ["chunked", *(["mamba_ssm"] if scan.mamba_ssm_available() else [])]:
         with torch.no_grad(), caduceus_plugin.scan_backend(backend):
             assert rel_err(model(ids.cuda()).logits.cpu(), expected) < 1e-4, backend
+
+
+def test_bf16_autocast_keeps_scan_and_norms_in_float32() -> None:
+    """bf16 autocast runs the projections in bf16; the scan and norms stay float32. Tolerance stated: 5e-2."""
+    from tests.conftest import random_ids, tiny_model
+
+    model = tiny_model(6, d_model=32)
+    ids = random_ids(2, 64, 6)
+    seen = []
+    original = scan._IMPLS["chunked"]
+
+    def spy(x, delta, A, *args, **kwargs):
+        result = original(x, delta, A, *args, **kwargs)
+        y = result[0] if isinstance(result, tuple) else result
+        seen.append((x.dtype, A.dtype, y.dtype))
+        return result
+
+    with torch.no_grad(), caduceus_plugin.scan_backend("chunked"):
+        expected = model.caduceus(ids, stream=False)
+        scan._IMPLS["chunked"] = spy
+        try:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                for stream in (False, True):
+                    hidden = model.caduceus(ids, stream=stream)
+                    assert hidden.dtype == torch.float32  # final norm output
+                    assert rel_err(hidden.float(), expected) < 5e-2
+        finally:
+            scan._IMPLS["chunked"] = original
+    assert seen and all(a == torch.float32 for _, a, _ in seen)
+    assert any(x == torch.bfloat16 for x, _, _ in seen)  # the projections really ran in bf16

@@ -130,8 +130,8 @@ class CaduceusBackbone(nn.Module):
             else:
                 hidden, residual = layer(hidden, residual)
         residual = hidden if residual is None else hidden + residual
-        normed = rcps_norm(self.norm_f, residual) if self.config.rcps else self.norm_f(residual)
-        return normed.to(hidden.dtype)
+        # in the residual stream's dtype (float32 under bf16 autocast or with residual_in_fp32)
+        return rcps_norm(self.norm_f, residual) if self.config.rcps else self.norm_f(residual)
 
 
 def stream_supported(device: torch.device) -> bool:

@@ -203,4 +203,4 @@ def backbone_stream(
         else:
             normed = backbone.norm_f(piece)
         piece.copy_(normed)
-    return res.to(hidden.dtype)
+    return res
