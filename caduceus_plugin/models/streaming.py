@@ -27,10 +27,10 @@ from torch import nn
 
 from caduceus_plugin.models.mamba import BiMamba, Mamba
 from caduceus_plugin.ops.conv import causal_conv1d_step
-from caduceus_plugin.ops.scan import selective_scan
+from caduceus_plugin.ops.scan import resolve_backend, selective_scan
 
-DEFAULT_CHUNK_LEN = 8192
-DEFAULT_STASH_BUDGET = 1 << 30
+DEFAULT_CHUNK_LEN = 2048
+DEFAULT_STASH_BUDGET = 5 << 28  # 1.25 GiB
 
 
 def default_chunk_len() -> int:
@@ -42,15 +42,37 @@ def default_stash_budget() -> int:
 
 
 class _Direction:
-    """One Mamba scanning a sequence piece by piece, with its conv context and SSM state carried along."""
+    """One Mamba scanning a sequence piece by piece (forward, or backward with ``reverse``), with its conv context
+    and SSM state carried along. Pieces are given and returned in physical (genomic) row order."""
 
-    def __init__(self, mamba: Mamba):
-        self.m = mamba
+    def __init__(self, mamba: Mamba, reverse: bool, device: torch.device):
+        self.m, self.reverse = mamba, reverse
+        self.fused = resolve_backend(device) == "numba"
         self.ctx: torch.Tensor | None = None
         self.h: torch.Tensor | None = None
 
     def step(self, xz: torch.Tensor) -> torch.Tensor:
         """``xz`` (b, t, 2e): the in_proj output of the next ``t`` positions -> gated ``y`` (b, t, e)."""
+        if self.fused:
+            return self._step_numba(xz)
+        if self.reverse:
+            return self._step_torch(xz.flip(1)).flip(1)
+        return self._step_torch(xz)
+
+    def _step_numba(self, xz: torch.Tensor) -> torch.Tensor:
+        from caduceus_plugin.ops import mamba_numba
+
+        m = self.m
+        xc, self.ctx = mamba_numba.conv_silu(xz, m.conv1d.weight, m.conv1d.bias, self.ctx, self.reverse)
+        x_dbl = m.x_proj(xc.to(xz.dtype))
+        delta = x_dbl[..., : m.dt_rank] @ m.dt_proj.weight.t()
+        y, self.h = mamba_numba.scan(
+            xc, delta, -torch.exp(m.A_log.float()), x_dbl, m.dt_rank, m.D, m.dt_proj.bias, xz, m.d_inner, self.h,
+            self.reverse,
+        )  # fmt: skip
+        return y.to(xz.dtype)
+
+    def _step_torch(self, xz: torch.Tensor) -> torch.Tensor:
         m = self.m
         x, z = rearrange(xz, "b t e -> b e t").chunk(2, dim=1)
         x, self.ctx = causal_conv1d_step(x, m.conv1d.weight, m.conv1d.bias, self.ctx)
@@ -96,13 +118,13 @@ def bimamba_stream(bm: BiMamba, get: Getter, put: Putter, length: int, chunk_len
     need_xz = batch * length * e2 * itemsize
     need_y = batch * length * fwd.d_inner * itemsize
     budget = stash_budget
-    if tied and bm.strategy == "add" and need_y <= budget:
-        y_stash = probe.new_empty(batch, length, fwd.d_inner)
-        budget -= need_y
-    if tied and need_xz <= budget:
+    if tied and need_xz <= budget:  # saves a whole in_proj (the largest matmul) in the reverse pass
         xz_stash = probe.new_empty(batch, length, e2)
+        budget -= need_xz
+    if tied and bm.strategy == "add" and need_y <= budget:  # saves one out_proj
+        y_stash = probe.new_empty(batch, length, fwd.d_inner)
 
-    state = _Direction(fwd)
+    state = _Direction(fwd, reverse=False, device=probe.device)
     for s, e in _chunks(length, chunk_len):
         u = probe if s == 0 else get(s, e)
         xz = fwd.in_proj(u)
@@ -113,14 +135,15 @@ def bimamba_stream(bm: BiMamba, get: Getter, put: Putter, length: int, chunk_len
             y_stash[:, s:e] = y
         else:
             put(s, e, fwd.out_proj(y), "set")
+    xz_device = probe.device
     del probe
     if rev is None:
         return
-    state = _Direction(rev)
+    state = _Direction(rev, reverse=True, device=xz_device)
     mode = "add" if bm.strategy == "add" else "mul"
     for s, e in _chunks(length, chunk_len, reverse=True):
         xz = xz_stash[:, s:e] if xz_stash is not None else rev.in_proj(get(s, e))
-        y = state.step(xz.flip(1)).flip(1)
+        y = state.step(xz)
         if y_stash is not None:
             put(s, e, fwd.out_proj(y_stash[:, s:e] + y), "set")
         else:
