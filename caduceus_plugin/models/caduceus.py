@@ -33,6 +33,10 @@ class MaskedLMOutput:
     loss: torch.Tensor | None = None
 
 
+#: Batches with at least this many tokens recompute layers in the backward pass by default.
+CHECKPOINT_MIN_TOKENS = 4096
+
+
 class CaduceusEmbeddings(nn.Module):
     def __init__(self, config: CaduceusConfig, device: torch.device | None = None, dtype: torch.dtype | None = None):
         super().__init__()
@@ -93,8 +97,9 @@ class CaduceusBackbone(nn.Module):
         self.layers = nn.ModuleList(CaduceusBlock(config, device, dtype) for _ in range(config.n_layer))
         self.norm_f = make_norm(config.d_model, config.rms_norm, config.norm_epsilon, device=device, dtype=dtype)
         #: Recompute each layer in the backward pass instead of storing its activations (training memory
-        #: O(n_layer * l * c) instead of O(n_layer * l * e * several)).
-        self.gradient_checkpointing = False
+        #: O(n_layer * l * c) instead of O(n_layer * l * e * several)). None: automatic, on when a batch holds at
+        #: least ``CHECKPOINT_MIN_TOKENS`` tokens.
+        self.gradient_checkpointing: bool | None = None
 
     def forward(
         self,
@@ -121,11 +126,15 @@ class CaduceusBackbone(nn.Module):
     def forward_embeddings(self, hidden: torch.Tensor) -> torch.Tensor:
         swap = self.config.half_swap
         residual: torch.Tensor | None = None
+        ckpt = self.gradient_checkpointing
+        if ckpt is None:
+            ckpt = hidden.shape[0] * hidden.shape[1] >= CHECKPOINT_MIN_TOKENS
+        ckpt = ckpt and torch.is_grad_enabled()
         for layer in self.layers:
             if swap:
                 hidden = swap_halves(hidden)
                 residual = None if residual is None else swap_halves(residual)
-            if self.gradient_checkpointing and torch.is_grad_enabled():
+            if ckpt:
                 hidden, residual = checkpoint(layer, hidden, residual, use_reentrant=False)
             else:
                 hidden, residual = layer(hidden, residual)
