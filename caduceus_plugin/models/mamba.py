@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from caduceus_plugin.ops.conv import causal_conv1d
+from caduceus_plugin.ops.conv import causal_conv1d, causal_conv1d_step
 from caduceus_plugin.ops.scan import selective_scan
 
 
@@ -105,15 +105,24 @@ class Mamba(nn.Module):
         self.A_log.copy_(torch.log(n).expand(self.d_inner, -1))
         self.D.fill_(1.0)
 
-    def ssm(self, xz: torch.Tensor) -> torch.Tensor:
-        """Everything between the two projections: ``xz`` (b, l, 2e) -> gated ``y`` (b, l, e)."""
+    def ssm(
+        self, xz: torch.Tensor, state: tuple[torch.Tensor | None, torch.Tensor | None] | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Everything between the two projections: ``xz`` (b, l, 2e) -> gated ``y`` (b, l, e).
+
+        With ``state = (conv_context, ssm_state)`` (either may be None: zeros), ``xz`` continues a sequence whose
+        earlier part left that state, and ``(y, new_state)`` is returned (inference piece by piece).
+        """
         x, z = rearrange(xz, "b l e -> b e l").chunk(2, dim=1)
-        x = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias)
+        if state is None:
+            x = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias)
+        else:
+            x, ctx = causal_conv1d_step(x, self.conv1d.weight, self.conv1d.bias, state[0])
         x_dbl = self.x_proj(rearrange(x, "b e l -> b l e"))
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = rearrange(dt @ self.dt_proj.weight.t(), "b l e -> b e l")
         A = -torch.exp(self.A_log.float())
-        y = selective_scan(
+        result = selective_scan(
             x,
             delta,
             A,
@@ -123,8 +132,12 @@ class Mamba(nn.Module):
             z=z,
             delta_bias=self.dt_proj.bias.float(),
             delta_softplus=True,
+            **({} if state is None else {"h0": state[1], "return_last_state": True}),
         )
-        return rearrange(y, "b e l -> b l e")
+        if state is None:
+            return rearrange(result, "b e l -> b l e")
+        y, h = result
+        return rearrange(y, "b e l -> b l e"), (ctx, h)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         return self.out_proj(self.ssm(self.in_proj(u)))

@@ -22,12 +22,10 @@ import os
 from collections.abc import Callable
 
 import torch
-from einops import rearrange
 from torch import nn
 
 from caduceus_plugin.models.mamba import BiMamba, Mamba
-from caduceus_plugin.ops.conv import causal_conv1d_step
-from caduceus_plugin.ops.scan import resolve_backend, selective_scan
+from caduceus_plugin.ops.scan import resolve_backend
 
 DEFAULT_CHUNK_LEN = 2048
 DEFAULT_STASH_BUDGET = 5 << 28  # 1.25 GiB
@@ -73,26 +71,8 @@ class _Direction:
         return y.to(xz.dtype)
 
     def _step_torch(self, xz: torch.Tensor) -> torch.Tensor:
-        m = self.m
-        x, z = rearrange(xz, "b t e -> b e t").chunk(2, dim=1)
-        x, self.ctx = causal_conv1d_step(x, m.conv1d.weight, m.conv1d.bias, self.ctx)
-        x_dbl = m.x_proj(rearrange(x, "b e t -> b t e"))
-        dt, B, C = torch.split(x_dbl, [m.dt_rank, m.d_state, m.d_state], dim=-1)
-        delta = rearrange(dt @ m.dt_proj.weight.t(), "b t e -> b e t")
-        y, self.h = selective_scan(
-            x,
-            delta,
-            -torch.exp(m.A_log.float()),
-            rearrange(B, "b t n -> b n t"),
-            rearrange(C, "b t n -> b n t"),
-            m.D.float(),
-            z=z,
-            delta_bias=m.dt_proj.bias.float(),
-            delta_softplus=True,
-            h0=self.h,
-            return_last_state=True,
-        )
-        return rearrange(y, "b e t -> b t e")
+        y, (self.ctx, self.h) = self.m.ssm(xz, (self.ctx, self.h))
+        return y
 
 
 def _chunks(length: int, chunk_len: int, reverse: bool = False) -> list[tuple[int, int]]:
