@@ -28,7 +28,7 @@ from caduceus_plugin.models.mamba import BiMamba, Mamba
 from caduceus_plugin.ops.scan import resolve_backend
 
 DEFAULT_CHUNK_LEN = 2048
-DEFAULT_STASH_BUDGET = 5 << 28  # 1.25 GiB
+DEFAULT_STASH_BUDGET = 7 << 28  # 1.75 GiB: at 131 kbp both stashes of PS fit, peak stays < 3 GB
 
 
 def default_chunk_len() -> int:
