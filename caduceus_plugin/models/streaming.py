@@ -104,7 +104,8 @@ def bimamba_stream(bm: BiMamba, get: Getter, put: Putter, length: int, chunk_len
     if tied and bm.strategy == "add" and need_y <= budget:  # saves one out_proj
         y_stash = probe.new_empty(batch, length, fwd.d_inner)
 
-    state = _Direction(fwd, reverse=False, device=probe.device)
+    device = probe.device
+    state = _Direction(fwd, reverse=False, device=device)
     for s, e in _chunks(length, chunk_len):
         u = probe if s == 0 else get(s, e)
         xz = fwd.in_proj(u)
@@ -115,11 +116,10 @@ def bimamba_stream(bm: BiMamba, get: Getter, put: Putter, length: int, chunk_len
             y_stash[:, s:e] = y
         else:
             put(s, e, fwd.out_proj(y), "set")
-    xz_device = probe.device
     del probe
     if rev is None:
         return
-    state = _Direction(rev, reverse=True, device=xz_device)
+    state = _Direction(rev, reverse=True, device=device)
     mode = "add" if bm.strategy == "add" else "mul"
     for s, e in _chunks(length, chunk_len, reverse=True):
         xz = xz_stash[:, s:e] if xz_stash is not None else rev.in_proj(get(s, e))
@@ -150,8 +150,6 @@ def backbone_stream(
 
     ``hidden`` is consumed (used as the residual buffer). Returns the final normed hidden states (b, l, c).
     """
-    from caduceus_plugin.models.caduceus import CaduceusBlock
-
     cfg = backbone.config
     chunk_len = chunk_len or default_chunk_len()
     budget = default_stash_budget() if stash_budget_bytes is None else stash_budget_bytes
@@ -166,7 +164,6 @@ def backbone_stream(
         return (hi, lo) if flipped else (lo, hi)
 
     for i, layer in enumerate(backbone.layers):
-        layer: CaduceusBlock
         if cfg.half_swap:
             flipped = not flipped
         if i > 0:
