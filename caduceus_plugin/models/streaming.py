@@ -91,29 +91,28 @@ def bimamba_stream(bm: BiMamba, get: Getter, put: Putter, length: int, chunk_len
     """
     fwd, rev = bm.mamba_fwd, bm.mamba_rev
     tied = rev is not None and bm.weight_tie
-    xz_stash = y_stash = None
     probe = get(0, min(chunk_len, length))
     batch, e2 = probe.shape[0], 2 * fwd.d_inner
     itemsize = probe.element_size()
-    need_xz = batch * length * e2 * itemsize
-    need_y = batch * length * fwd.d_inner * itemsize
     budget = stash_budget
-    if tied and need_xz <= budget:  # saves a whole in_proj (the largest matmul) in the reverse pass
-        xz_stash = probe.new_empty(batch, length, e2)
-        budget -= need_xz
-    if tied and bm.strategy == "add" and need_y <= budget:  # saves one out_proj
-        y_stash = probe.new_empty(batch, length, fwd.d_inner)
+    # the stashes keep each chunk's own (contiguous) tensor: no copies, and pieces go to the kernels as they are
+    keep_xz = tied and batch * length * e2 * itemsize <= budget  # saves the largest matmul in the reverse pass
+    if keep_xz:
+        budget -= batch * length * e2 * itemsize
+    keep_y = tied and bm.strategy == "add" and batch * length * fwd.d_inner * itemsize <= budget  # one out_proj
+    xz_stash: dict[int, torch.Tensor] = {}
+    y_stash: dict[int, torch.Tensor] = {}
 
     device = probe.device
     state = _Direction(fwd, reverse=False, device=device)
     for s, e in _chunks(length, chunk_len):
         u = probe if s == 0 else get(s, e)
         xz = fwd.in_proj(u)
-        if xz_stash is not None:
-            xz_stash[:, s:e] = xz
+        if keep_xz:
+            xz_stash[s] = xz
         y = state.step(xz)
-        if y_stash is not None:
-            y_stash[:, s:e] = y
+        if keep_y:
+            y_stash[s] = y
         else:
             put(s, e, fwd.out_proj(y), "set")
     del probe
@@ -122,10 +121,10 @@ def bimamba_stream(bm: BiMamba, get: Getter, put: Putter, length: int, chunk_len
     state = _Direction(rev, reverse=True, device=device)
     mode = "add" if bm.strategy == "add" else "mul"
     for s, e in _chunks(length, chunk_len, reverse=True):
-        xz = xz_stash[:, s:e] if xz_stash is not None else rev.in_proj(get(s, e))
+        xz = xz_stash.pop(s) if keep_xz else rev.in_proj(get(s, e))
         y = state.step(xz)
-        if y_stash is not None:
-            put(s, e, fwd.out_proj(y_stash[:, s:e] + y), "set")
+        if keep_y:
+            put(s, e, fwd.out_proj(y_stash.pop(s) + y), "set")
         else:
             put(s, e, rev.out_proj(y), mode)
 
