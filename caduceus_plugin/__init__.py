@@ -5,39 +5,47 @@ Public API::
     import caduceus_plugin
     model = caduceus_plugin.from_pretrained("path/to/dir")   # CaduceusForMaskedLM, eval mode
     out = model(input_ids)                                   # out.logits (b, l, vocab), out.hidden_states (b, l, c)
+
+Importing the package is cheap: model code (and torch) load on first use of a name below, so plugin discovery
+(``caduceus list``) never imports a model.
 """
 
 from __future__ import annotations
 
-from caduceus_plugin.checkpoint import from_pretrained, save_pretrained
-from caduceus_plugin.config import CaduceusConfig
+import importlib
+from typing import Any
+
 from caduceus_plugin.errors import CaduceusError, CheckpointError
-from caduceus_plugin.models.caduceus import Caduceus, CaduceusForMaskedLM, MaskedLMOutput
-from caduceus_plugin.ops.scan import (
-    BackendUnavailableError,
-    available_backends,
-    get_scan_backend,
-    resolve_backend,
-    scan_backend,
-    set_scan_backend,
-)
+from caduceus_plugin.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BackendUnavailableError",
-    "Caduceus",
-    "CaduceusConfig",
-    "CaduceusError",
-    "CaduceusForMaskedLM",
-    "CheckpointError",
-    "MaskedLMOutput",
-    "__version__",
-    "available_backends",
-    "from_pretrained",
-    "get_scan_backend",
-    "resolve_backend",
-    "save_pretrained",
-    "scan_backend",
-    "set_scan_backend",
-]
+_LAZY = {
+    "from_pretrained": "caduceus_plugin.checkpoint",
+    "save_pretrained": "caduceus_plugin.checkpoint",
+    "CaduceusConfig": "caduceus_plugin.config",
+    "Caduceus": "caduceus_plugin.models.caduceus",
+    "CaduceusForMaskedLM": "caduceus_plugin.models.caduceus",
+    "MaskedLMOutput": "caduceus_plugin.models.caduceus",
+    "BackendUnavailableError": "caduceus_plugin.ops.scan",
+    "available_backends": "caduceus_plugin.ops.scan",
+    "get_scan_backend": "caduceus_plugin.ops.scan",
+    "resolve_backend": "caduceus_plugin.ops.scan",
+    "scan_backend": "caduceus_plugin.ops.scan",
+    "set_scan_backend": "caduceus_plugin.ops.scan",
+}
+
+__all__ = ["CaduceusError", "CheckpointError", "__version__", "hookimpl", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'caduceus_plugin' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

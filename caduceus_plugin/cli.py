@@ -2,7 +2,7 @@
 
     caduceus demo [--weights DIR] [--sequence ACGT...]   embed a DNA sequence with a (shipped) checkpoint
     caduceus info                                          version, scan backends, registered models
-    caduceus list                                          registered models and their released checkpoints
+    caduceus list                                          registered components (all plugins), released checkpoints
 
 Errors print one line (``error: ...``) and exit with status 2; no traceback.
 """
@@ -87,12 +87,16 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from caduceus_plugin.plugins import get_registry
     from caduceus_plugin.specs import load_specs
 
-    for name, spec in sorted(load_specs().items()):
-        print(f"{name}: {spec['description']}")
-        for c in spec["checkpoints"]:
-            print(f"  {name}.{c['tag']}: {c['hf_repo']} ({c['params']:,} parameters)")
+    specs = load_specs()
+    for comp in get_registry().components():
+        spec = specs.get(comp.name)
+        about = f": {spec['description']}" if spec else ""
+        print(f"{comp.kind} {comp.name} (from {comp.distribution}){about}")
+        for c in spec["checkpoints"] if spec else []:
+            print(f"  {comp.name}.{c['tag']}: {c['hf_repo']} ({c['params']:,} parameters)")
     return 0
 
 
@@ -108,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sequence", default=DEMO_SEQUENCE, help="DNA sequence (default: a built-in 200 bp)")
     demo.set_defaults(func=_cmd_demo)
     sub.add_parser("info", help="version, scan backends, registered models").set_defaults(func=_cmd_info)
-    sub.add_parser("list", help="registered models and released checkpoints").set_defaults(func=_cmd_list)
+    sub.add_parser("list", help="registered components (all plugins) and released checkpoints").set_defaults(
+        func=_cmd_list
+    )
     return parser
 
 
