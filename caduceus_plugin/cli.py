@@ -10,6 +10,7 @@ Errors print one line (``error: ...``) and exit with status 2; no traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from importlib import resources
@@ -127,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CaduceusError, _UsageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -53,3 +53,11 @@ def test_bad_backend_env_is_one_line() -> None:
         [sys.executable, "-m", "caduceus_plugin.cli", "info"], capture_output=True, text=True, env=env
     )
     assert proc.returncode == 2 and proc.stderr.startswith("error: unknown $CADUCEUS_SCAN_BACKEND 'gpu'")
+
+
+def test_output_into_a_closed_pipe_is_quiet() -> None:
+    proc = subprocess.run(
+        f"{sys.executable} -m caduceus_plugin.cli list | head -1", shell=True, capture_output=True, text=True
+    )
+    assert proc.stdout.startswith("backbone ")
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
