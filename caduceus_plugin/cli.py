@@ -10,6 +10,7 @@ Errors print one line (``error: ...``) and exit with status 2; no traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -101,8 +102,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-class _UsageError(Exception):
-    """Bad command-line input (reported like a CaduceusError)."""
+from caduceus_plugin.errors import InputError as _UsageError  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="registered components (all plugins) and released checkpoints").set_defaults(
         func=_cmd_list
     )
+    import pkgutil
+
+    from caduceus_plugin import commands
+
+    for mod in sorted(m.name for m in pkgutil.iter_modules(commands.__path__)):
+        importlib.import_module(f"caduceus_plugin.commands.{mod}").register(sub)
     return parser
 
 
@@ -125,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (CaduceusError, _UsageError) as err:
+    except CaduceusError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into e.g. `head`: stop quietly

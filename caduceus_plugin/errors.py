@@ -9,3 +9,7 @@ class CaduceusError(Exception):
 
 class CheckpointError(CaduceusError, ValueError):
     """A checkpoint directory or file that cannot be loaded as it is (missing, corrupt, mismatched)."""
+
+
+class InputError(CaduceusError, ValueError):
+    """Bad user input (arguments, BED/FASTA/VCF contents, output paths)."""

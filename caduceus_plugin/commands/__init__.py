@@ -1,0 +1,7 @@
+"""Sub-commands of the ``caduceus`` CLI, one module each.
+
+Every module here defines ``register(subparsers)``, which adds its parser and sets ``func`` (called with the
+parsed ``argparse.Namespace``; returns the exit status). Modules import only the standard library at top level so
+that ``caduceus --help`` stays fast; heavy imports go inside the command function. User errors are raised as
+:class:`caduceus_plugin.errors.CaduceusError` (printed as one line, exit status 2).
+"""
