@@ -38,6 +38,15 @@ _LAZY = {
 __all__ = ["CaduceusError", "CheckpointError", "__version__", "hookimpl", *sorted(_LAZY)]
 
 
+def _install_grelu_hook() -> None:
+    from caduceus_plugin import _grelu_hook
+
+    _grelu_hook.install()
+
+
+_install_grelu_hook()
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:

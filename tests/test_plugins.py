@@ -67,7 +67,13 @@ def test_builtin_components_register_through_the_hook(plugin_path: Path) -> None
     with torch.no_grad():
         y = trunk(x)
         assert y.shape == (2, trunk.out_channels, 15)
-        torch.testing.assert_close(trunk(x.flip(1, 2)), y.flip(1, 2), rtol=1e-4, atol=1e-5)  # PS equivariance
+        # RC-invariant per-position features: rc(x) gives the same features, length-flipped
+        torch.testing.assert_close(trunk(x.flip(1, 2)), y.flip(2), rtol=1e-4, atol=1e-5)
+    hidden = registry.build("caduceus_ps", d_model=8, n_layer=1, features="hidden")
+    with torch.no_grad():
+        h = hidden(x)
+        assert h.shape == (2, 16, 15) == (2, hidden.out_channels, 15)
+        torch.testing.assert_close(hidden(x.flip(1, 2)), h.flip(1, 2), rtol=1e-4, atol=1e-5)  # both strands
 
 
 def test_third_party_plugin_is_discovered_once(plugin_path: Path) -> None:
