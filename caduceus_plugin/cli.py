@@ -1,7 +1,7 @@
 """``caduceus`` command line.
 
     caduceus demo [--weights DIR] [--sequence ACGT...]   embed a DNA sequence with a (shipped) checkpoint
-    caduceus info                                          version, scan backends, registered models
+    caduceus info [NAME]                                   version, scan backends, models; or one component's spec
     caduceus list                                          registered components (all plugins), released checkpoints
 
 Errors print one line (``error: ...``) and exit with status 2; no traceback.
@@ -72,7 +72,33 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _component_spec(comp) -> dict | None:  # type: ignore[no-untyped-def]
+    from caduceus_plugin.specs import load_specs
+
+    return comp.spec or load_specs().get(comp.name)
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
+    if args.name:
+        import json
+
+        from caduceus_plugin.plugins import get_registry
+
+        registry = get_registry()
+        kind = "head" if args.name in registry.names("head") and args.name not in registry.names() else "backbone"
+        comp = registry.get(args.name, kind)
+        spec = _component_spec(comp) or {}
+        print(f"{comp.kind} {comp.name} (from {comp.distribution}, plugin {comp.plugin}; factory {comp.factory})")
+        for key in ("description", "family"):
+            if key in spec:
+                print(f"{key}: {spec[key]}")
+        for key in ("config", "input", "output"):
+            if key in spec:
+                print(f"{key}: {json.dumps(spec[key])}")
+        for c in spec.get("checkpoints", []):
+            print(f"checkpoint {comp.name}.{c['tag']}: {c['hf_repo']} ({c['params']:,} parameters; "
+                  f"files {', '.join(c.get('files', []))})")
+        return 0
     import torch
 
     import caduceus_plugin
@@ -92,12 +118,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from caduceus_plugin.plugins import get_registry
     from caduceus_plugin.specs import load_specs
 
-    specs = load_specs()
+    load_specs()  # validates the shipped specs
     for comp in get_registry().components():
-        spec = specs.get(comp.name)
+        spec = _component_spec(comp)
         about = f": {spec['description']}" if spec else ""
         print(f"{comp.kind} {comp.name} (from {comp.distribution}){about}")
-        for c in spec["checkpoints"] if spec else []:
+        for c in spec.get("checkpoints", []) if spec else []:
             print(f"  {comp.name}.{c['tag']}: {c['hf_repo']} ({c['params']:,} parameters)")
     return 0
 
@@ -112,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--weights", help="checkpoint directory (config.json + model.safetensors); default: shipped")
     demo.add_argument("--sequence", default=DEMO_SEQUENCE, help="DNA sequence (default: a built-in 200 bp)")
     demo.set_defaults(func=_cmd_demo)
-    sub.add_parser("info", help="version, scan backends, registered models").set_defaults(func=_cmd_info)
+    info = sub.add_parser("info", help="version, scan backends, registered models; or one component's spec")
+    info.add_argument("name", nargs="?", help="a registered component: print its spec and where it comes from")
+    info.set_defaults(func=_cmd_info)
     sub.add_parser("list", help="registered components (all plugins) and released checkpoints").set_defaults(
         func=_cmd_list
     )

@@ -40,6 +40,7 @@ class Component:
     factory: Callable[..., Any] | str
     plugin: str
     distribution: str
+    spec: dict[str, Any] | None = None
 
     def resolve(self) -> Callable[..., Any]:
         """The factory itself (imports its module if it was given as ``"module:attr"``)."""
@@ -65,7 +66,9 @@ class ComponentRegistry:
         self._items: dict[str, dict[str, Component]] = {k: {} for k in KINDS}
         self._origin = ("<manual>", "<manual>")
 
-    def _register(self, kind: str, name: str, factory: Callable[..., Any] | str) -> None:
+    def _register(
+        self, kind: str, name: str, factory: Callable[..., Any] | str, spec: dict[str, Any] | None = None
+    ) -> None:
         if not isinstance(name, str) or not name.isidentifier():
             raise CaduceusError(f"{kind} name {name!r} must be a Python identifier (letters, digits, underscores)")
         if not (callable(factory) or (isinstance(factory, str) and ":" in factory)):
@@ -77,15 +80,26 @@ class ComponentRegistry:
                 f"{kind} name {name!r} is registered twice: by {existing.distribution} ({existing.plugin}) and by "
                 f"{dist} ({plugin})"
             )
-        self._items[kind][name] = Component(name, kind, factory, plugin, dist)
+        if spec is not None:
+            from caduceus_plugin.specs import _REQUIRED_THIRD_PARTY, validate_spec
 
-    def register_backbone(self, name: str, factory: Callable[..., Any] | str) -> None:
-        """Register a backbone: one-hot ``(N, 4, L)`` -> ``(N, C, L')`` with ``out_channels``."""
-        self._register("backbone", name, factory)
+            spec = validate_spec(dict(spec, name=name), f"of {kind} {name!r} from {dist}", _REQUIRED_THIRD_PARTY)
+        self._items[kind][name] = Component(name, kind, factory, plugin, dist, spec)
 
-    def register_head(self, name: str, factory: Callable[..., Any] | str) -> None:
+    def register_backbone(
+        self, name: str, factory: Callable[..., Any] | str, spec: dict[str, Any] | None = None
+    ) -> None:
+        """Register a backbone: one-hot ``(N, 4, L)`` -> ``(N, C, L')`` with ``out_channels``.
+
+        ``spec`` (optional) describes it like the JSON files in ``registry/``: at least ``description``,
+        ``input`` and ``output`` (objects); optionally ``config`` (default hyper-parameters) and ``checkpoints``.
+        It is validated here; ``caduceus list`` / ``caduceus info NAME`` print it.
+        """
+        self._register("backbone", name, factory, spec)
+
+    def register_head(self, name: str, factory: Callable[..., Any] | str, spec: dict[str, Any] | None = None) -> None:
         """Register a head: ``(N, C, L')`` -> ``(N, n_tasks, L_out)`` with ``n_tasks`` and ``in_channels``."""
-        self._register("head", name, factory)
+        self._register("head", name, factory, spec)
 
     def names(self, kind: str = "backbone") -> list[str]:
         return sorted(self._items[kind])

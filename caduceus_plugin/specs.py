@@ -12,6 +12,29 @@ from caduceus_plugin.config import CaduceusConfig
 from caduceus_plugin.errors import CaduceusError
 
 _REQUIRED = ("name", "description", "family", "config", "input", "output", "checkpoints")
+#: What a third-party component's spec (``register_backbone(..., spec={...})``) must hold at least.
+_REQUIRED_THIRD_PARTY = ("description", "input", "output")
+_CHECKPOINT_KEYS = ("tag", "hf_repo", "d_model", "n_layer", "params")
+
+
+def validate_spec(spec: Any, origin: str, required: tuple[str, ...] = _REQUIRED) -> dict[str, Any]:
+    """Check a model spec's shape; raises :class:`CaduceusError` naming ``origin`` and the first problem."""
+    if not isinstance(spec, dict):
+        raise CaduceusError(f"registry spec {origin} must be a JSON object / dict, got {type(spec).__name__}")
+    missing = [k for k in required if k not in spec]
+    if missing:
+        raise CaduceusError(f"registry spec {origin} lacks field {missing[0]!r}")
+    for key in ("config", "input", "output"):
+        if key in spec and not isinstance(spec[key], dict):
+            raise CaduceusError(f"registry spec {origin}: {key!r} must be an object")
+    checkpoints = spec.get("checkpoints", [])
+    if not isinstance(checkpoints, list):
+        raise CaduceusError(f"registry spec {origin}: 'checkpoints' must be a list")
+    for ckpt in checkpoints:
+        for key in _CHECKPOINT_KEYS:
+            if not isinstance(ckpt, dict) or key not in ckpt:
+                raise CaduceusError(f"registry spec {origin}: checkpoint entry lacks {key!r}")
+    return spec
 
 
 @functools.cache
@@ -21,14 +44,11 @@ def load_specs() -> dict[str, dict[str, Any]]:
     for entry in sorted(resources.files("caduceus_plugin.registry_specs").iterdir(), key=lambda p: p.name):
         if not entry.name.endswith(".json"):
             continue
-        spec = json.loads(entry.read_text())
-        missing = [k for k in _REQUIRED if k not in spec]
-        if missing:
-            raise CaduceusError(f"registry spec {entry.name} lacks field {missing[0]!r}")
-        for ckpt in spec["checkpoints"]:
-            for key in ("tag", "hf_repo", "d_model", "n_layer", "params"):
-                if key not in ckpt:
-                    raise CaduceusError(f"registry spec {entry.name}: checkpoint entry lacks {key!r}")
+        try:
+            spec = json.loads(entry.read_text())
+        except json.JSONDecodeError as err:
+            raise CaduceusError(f"registry spec {entry.name} is not valid JSON: {err}") from None
+        validate_spec(spec, entry.name)
         specs[spec["name"]] = spec
     return specs
 

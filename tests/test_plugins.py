@@ -145,3 +145,38 @@ def test_cli_list_shows_third_party_components(plugin_path: Path) -> None:
         assert main(["list"]) == 0
     assert "backbone toy_cnn (from fakemodels)" in buf.getvalue()
     assert "backbone caduceus_ps (from caduceus-plugin)" in buf.getvalue()
+
+
+SPEC_TOY = TOY.replace(
+    'registry.register_backbone("toy_cnn", ToyCNN)',
+    'registry.register_backbone("toy_cnn", ToyCNN, spec={"description": "a toy CNN", "input": {"onehot_layout": '
+    '"(N, 4, L)"}, "output": {"features": "(N, channels, L)"}, "config": {"channels": 8}})',
+)
+
+
+def test_third_party_spec_is_validated_and_printed(plugin_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from caduceus_plugin.cli import main
+
+    _fake_distribution(plugin_path, "fakespec", "fake_spec", SPEC_TOY)
+    assert main(["info", "toy_cnn"]) == 0
+    out = capsys.readouterr().out
+    assert "backbone toy_cnn (from fakespec" in out and "description: a toy CNN" in out and '"channels": 8' in out
+    assert main(["list"]) == 0
+    assert "backbone toy_cnn (from fakespec): a toy CNN" in capsys.readouterr().out
+
+
+def test_malformed_third_party_spec_skips_that_plugin_with_a_warning(plugin_path: Path) -> None:
+    bad = TOY.replace('registry.register_backbone("toy_cnn", ToyCNN)',
+                      'registry.register_backbone("toy_cnn", ToyCNN, spec={"description": "no contracts"})')
+    _fake_distribution(plugin_path, "fakebadspec", "fake_badspec", bad)
+    with pytest.warns(PluginWarning, match=r"fakebadspec.*lacks field 'input'"):
+        registry = get_registry()
+    assert "toy_cnn" not in registry.names() and "caduceus_ps" in registry.names()
+
+
+def test_info_of_unknown_component_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from caduceus_plugin.cli import main
+
+    assert main(["info", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown backbone 'nope'" in err and "caduceus_ps" in err
