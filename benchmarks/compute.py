@@ -35,13 +35,49 @@ HYENADNA_QUOTED = {4096: 7148, 32768: 4966, 131072: 3331}
 CELL_TIMEOUT_S = 1800
 
 
+def _hyenadna_cell(length: int, batch: int, mode: str, repeats: int) -> tuple[str, list[float]]:
+    """HyenaDNA medium (6.6M; d_model 256, 8 layers), filters built for l_max = max(160k, length)."""
+    import torch
+
+    from caduceus_plugin.models.hyenadna import HyenaDNA, hyenadna_config
+
+    net = HyenaDNA(hyenadna_config("medium_160k", l_max=max(160002, length + 2)))
+    ids = torch.randint(7, 11, (batch, length))
+    warm = ids[:, : min(length, 512)]
+    times = []
+    if mode == "infer":
+        net.eval()
+        with torch.inference_mode():
+            net(warm)
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                net(ids)
+                times.append(time.perf_counter() - t0)
+    else:
+        net.train()
+        net(warm).float().pow(2).mean().backward()
+        for _ in range(repeats):
+            net.zero_grad(set_to_none=True)
+            t0 = time.perf_counter()
+            net(ids).float().pow(2).mean().backward()
+            times.append(time.perf_counter() - t0)
+    return "fft", times
+
+
 def _cell(model: str, backend: str, length: int, batch: int, mode: str, repeats: int) -> dict:
     import torch
+
+    torch.manual_seed(0)
+    if model == "hyenadna":
+        used, times = _hyenadna_cell(length, batch, mode, repeats)
+        best = min(times)
+        return {"model": model, "backend": used, "mode": mode, "length": length, "batch": batch,
+                "seconds": round(best, 4), "tokens_per_s": round(batch * length / best, 1),
+                "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)}
 
     from caduceus_plugin import CaduceusForMaskedLM, resolve_backend, scan_backend
     from caduceus_plugin.specs import checkpoint_config
 
-    torch.manual_seed(0)
     net = CaduceusForMaskedLM(checkpoint_config(model, "131k_d256_l16"))
     ids = torch.randint(7, 11, (batch, length))
     warm = ids[:, : min(length, 512)]
