@@ -26,6 +26,7 @@ _LAZY = {
     "CaduceusConfig": "caduceus_plugin.config",
     "Caduceus": "caduceus_plugin.models.caduceus",
     "CaduceusForMaskedLM": "caduceus_plugin.models.caduceus",
+    "CaduceusKipoiModel": "caduceus_plugin.kipoi_model",  # kipoi's load_obj("a.b.C") wants it at top level
     "MaskedLMOutput": "caduceus_plugin.models.caduceus",
     "BackendUnavailableError": "caduceus_plugin.ops.scan",
     "available_backends": "caduceus_plugin.ops.scan",
