@@ -35,12 +35,15 @@ from caduceus_plugin.errors import CaduceusError
 from caduceus_plugin.plugins import get_registry
 
 _UNSET: Any = object()
+_GRELU_OWN = {"Enformer", "Borzoi", "Conv", "DilatedConv", "ConvGRU", "ConvTransformer", "ConvMLP", "ExplaiNN"}
 _ACRONYMS = {"ps": "PS", "ph": "Ph", "cnn": "CNN", "dna": "DNA", "hyenadna": "HyenaDNA", "mlp": "MLP"}
 
 
 def class_name(name: str) -> str:
     """CamelCase gReLU class name of a registered backbone: ``caduceus_ps`` -> ``CaduceusPSModel``."""
-    return "".join(_ACRONYMS.get(p, p[:1].upper() + p[1:]) for p in name.split("_") if p) + "Model"
+    camel = "".join(_ACRONYMS.get(p, p[:1].upper() + p[1:]) for p in name.split("_") if p)
+    # a name gReLU already uses for its own model class gets a distinct one (gReLU's class stays untouched)
+    return camel + ("BackboneModel" if camel in _GRELU_OWN else "Model")
 
 
 def _accepts(factory: Any, key: str) -> bool:
