@@ -15,6 +15,9 @@ TARGET = "grelu.model.models"
 
 
 def _register(module: Any) -> None:
+    ours = sys.modules.get("caduceus_plugin.grelu_models")
+    if ours is not None and not hasattr(ours, "_on_import"):
+        return  # grelu_models itself is importing gReLU; it registers at the end of its own import
     from caduceus_plugin.grelu_models import _on_import
 
     _on_import(module)
