@@ -128,7 +128,11 @@ def run(cfg: Any) -> dict[str, Any]:
         **trainer_kwargs,
     )
     loaders = {s: (model.make_train_loader if s == "train" else model.make_test_loader)(splits[s]) for s in splits}
+    import time
+
+    t0 = time.perf_counter()
     trainer.fit(model, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"])
+    train_seconds = time.perf_counter() - t0
     best = callbacks[0].best_model_path
     if best:
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
@@ -141,7 +145,9 @@ def run(cfg: Any) -> dict[str, Any]:
     if trainer.is_global_zero:
         summary = {"model": cfg.model.name, "data": cfg.data.name, "seed": int(cfg.seed), "metrics": metrics,
                    "n_parameters": sum(p.numel() for p in model.model.parameters()),
-                   "epochs": trainer.current_epoch, "checkpoint": str(ckpt), "world_size": trainer.world_size}
+                   "epochs": trainer.current_epoch, "checkpoint": str(ckpt), "world_size": trainer.world_size,
+                   "train_seconds": round(train_seconds, 2), "n_train": len(splits["train"]),
+                   "seq_len": task.seq_len}
         tmp = out_dir / "metrics.json.tmp"
         tmp.write_text(json.dumps(summary, indent=2))
         os.replace(tmp, out_dir / "metrics.json")
