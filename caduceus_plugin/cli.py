@@ -1,6 +1,7 @@
 """``caduceus`` command line.
 
-    caduceus demo [--weights DIR] [--sequence ACGT...]   embed a DNA sequence with a (shipped) checkpoint
+    caduceus demo [--out DIR] [--weights DIR]           predict + score variants on the shipped real demo input
+    caduceus demo --sequence ACGT...                      embed one sequence
     caduceus info [NAME]                                   version, scan backends, models; or one component's spec
     caduceus list                                          registered components (all plugins), released checkpoints
 
@@ -31,17 +32,70 @@ def shipped_weights(name: str = "tiny_ps") -> Path:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.sequence is not None:
+        return _demo_sequence(args)
+    import numpy as np
+    import polars as pl
+
+    from caduceus_plugin.demo_data import REAL_REGION, paths
+    from caduceus_plugin.inference import builtin_weights, load_predictor
+    from caduceus_plugin.ops.scan import describe_backends
+    from caduceus_plugin.predict import predict
+    from caduceus_plugin.variants import score_variants
+
+    demo = paths()
+    out_dir = Path(args.out)
+    if not out_dir.parent.is_dir():
+        parent = out_dir.parent
+        raise _UsageError(f"output directory {parent} does not exist: create it first (mkdir -p {parent})")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise _UsageError(f"--out {out_dir} is a file: give a directory")
+    weights = Path(args.weights) if args.weights else builtin_weights()
+    predictor = load_predictor(None, weights)
+    out_dir.mkdir(exist_ok=True)
+    print(f"model: {predictor.source} (RC-invariant pooled embeddings, window {predictor.seq_len} bp)")
+    print(describe_backends())
+    print(f"input: {demo['fasta'].name} (real GRCh37 sequence at {REAL_REGION}), {demo['tss'].name}, "
+          f"{demo['variants'].name}")
+    emb_path = out_dir / "tss_embeddings.parquet"
+    result = predict(demo["fasta"], demo["tss"], emb_path, predictor=predictor)
+    table = pl.read_parquet(emb_path)
+    emb = table.select(pl.col("^emb_.*$")).to_numpy()
+    print(f"predict: {table.height} BED rows -> {emb_path} ({emb.shape[1]} embedding columns; all finite: "
+          f"{bool(np.isfinite(emb).all())})")
+    strands = table["strand"].to_list() if "strand" in table.columns else []
+    minus = [i for i, s in enumerate(strands) if s == "-"]
+    if minus:  # the same windows read from the + strand: identical embeddings for an RC-invariant model
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            plus_bed = Path(tmp) / "plus.bed"
+            lines = [ln.split("\t") for ln in demo["tss"].read_text().splitlines() if ln.strip()]
+            plus_bed.write_text("".join("\t".join([*f[:5], "+", *f[6:]]) + "\n" for f in lines))
+            plus = predict(demo["fasta"], plus_bed, None, predictor=predictor).values
+        gap = float(np.abs(result.values[minus] - plus[minus]).max())
+        print(f"strand invariance: {len(minus)} minus-strand TSS, max |embedding(-) - embedding(+)| = {gap:.2e}")
+    scores_path = out_dir / "variant_scores.parquet"
+    scores = score_variants(demo["fasta"], demo["variants"], scores_path, weights=weights)
+    ok = scores.filter(pl.col("status") == "ok")
+    print(f"score-variants: {scores.height} real 1000 Genomes SNVs -> {scores_path}; mean LLR {ok['llr'].mean():+.3f}, "
+          f"mean embedding distance {ok['emb_l2'].mean():.4f}")
+    return 0
+
+
+def _demo_sequence(args: argparse.Namespace) -> int:
     import torch
 
     from caduceus_plugin.checkpoint import from_pretrained
     from caduceus_plugin.features import embed, mean_pool
+    from caduceus_plugin.inference import builtin_weights
     from caduceus_plugin.ops.scan import describe_backends
     from caduceus_plugin.tokenizer import MASK_ID, decode, reverse_complement, tokenize
 
     seq = args.sequence.upper()
     if not seq or set(seq) - set("ACGTN"):
         raise _UsageError("--sequence must be a non-empty string of A, C, G, T, N")
-    weights = Path(args.weights) if args.weights else shipped_weights()
+    weights = Path(args.weights) if args.weights else builtin_weights()
     model = from_pretrained(weights)
     cfg = model.config
     print(
@@ -134,9 +188,16 @@ from caduceus_plugin.errors import InputError as _UsageError  # noqa: E402
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="caduceus", description="Caduceus DNA language models in plain PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="embed a DNA sequence with a checkpoint (default: the shipped tiny one)")
-    demo.add_argument("--weights", help="checkpoint directory (config.json + model.safetensors); default: shipped")
-    demo.add_argument("--sequence", default=DEMO_SEQUENCE, help="DNA sequence (default: a built-in 200 bp)")
+    demo = sub.add_parser(
+        "demo",
+        help="the main job on the shipped real demo input: predict on TSS (BED + FASTA) and score 1000G variants",
+        description="Runs `predict` on the shipped GRCh37 chr20 slice and its TSS BED, and `score-variants` on its "
+        "1000 Genomes VCF, with the built-in model pretrained on chr20 (no downloads). Writes OUT/tss_embeddings."
+        "parquet and OUT/variant_scores.parquet. With --sequence: embed one sequence instead.",
+    )
+    demo.add_argument("--weights", help="Caduceus checkpoint directory (default: the built-in grch37_chr20_ps)")
+    demo.add_argument("--out", default="caduceus_demo", help="output directory (default: ./caduceus_demo)")
+    demo.add_argument("--sequence", help="embed this DNA sequence instead (e.g. the built-in DEMO_SEQUENCE)")
     demo.set_defaults(func=_cmd_demo)
     info = sub.add_parser("info", help="version, scan backends, registered models; or one component's spec")
     info.add_argument("name", nargs="?", help="a registered component: print its spec and where it comes from")

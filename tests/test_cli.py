@@ -8,12 +8,38 @@ import pytest
 from caduceus_plugin.cli import main
 
 
-def test_demo_runs_on_shipped_weights(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo"]) == 0
+def test_demo_sequence_on_shipped_weights(capsys: pytest.CaptureFixture[str]) -> None:
+    from caduceus_plugin.cli import DEMO_SEQUENCE, shipped_weights
+
+    assert main(["demo", "--sequence", DEMO_SEQUENCE, "--weights", str(shipped_weights("tiny_ps"))]) == 0
     out = capsys.readouterr().out
     assert "Caduceus-PS" in out and "28,000 parameters" in out
     gap = float(out.split("embedding(revcomp(seq))| = ")[1].split()[0])
     assert gap < 1e-5  # the PS model is RC-invariant after strand averaging
+
+
+def test_main_job_on_the_shipped_real_demo_input(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's main job: built-in pretrained model, real chr20 slice, real TSS and 1000 Genomes SNVs."""
+    import numpy as np
+    import polars as pl
+
+    from caduceus_plugin.demo_data import paths
+
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "grch37_chr20_ps" in out
+    table = pl.read_parquet(tmp_path / "demo" / "tss_embeddings.parquet")
+    bed = [ln.split("\t") for ln in paths()["tss"].read_text().splitlines() if ln.strip()]
+    assert table.height == len(bed)  # one row per BED line, in order, with the BED's own columns
+    assert table["start"].to_list() == [int(f[1]) for f in bed] and table["strand"].to_list() == [f[5] for f in bed]
+    emb = table.select(pl.col("^emb_.*$")).to_numpy()
+    assert emb.shape[1] == 96 and np.isfinite(emb).all()
+    assert "-" in table["strand"].to_list()
+    gap = float(out.split("max |embedding(-) - embedding(+)| = ")[1].split()[0])
+    assert gap < 1e-5  # PS: a minus-strand interval embeds like the same interval on the plus strand
+    scores = pl.read_parquet(tmp_path / "demo" / "variant_scores.parquet")
+    assert scores.height == 60 and scores.filter(pl.col("status") == "ok").height == 60
+    assert np.isfinite(scores["llr"].to_numpy()).all()
 
 
 def test_demo_with_fixture_weights_and_sequence(capsys: pytest.CaptureFixture[str]) -> None:
@@ -27,7 +53,9 @@ def test_demo_with_fixture_weights_and_sequence(capsys: pytest.CaptureFixture[st
     ("argv", "needle"),
     [
         (["demo", "--sequence", "ACGU"], "--sequence must be"),
-        (["demo", "--weights", "/nonexistent/dir"], "does not exist"),
+        (["demo", "--out", "/nonexistent/dir/out"], "directory"),
+        (["demo", "--weights", "/nonexistent/dir"], "do not exist"),
+        (["demo", "--weights", "/nonexistent/dir", "--sequence", "ACGT"], "does not exist"),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(argv: list[str], needle: str) -> None:

@@ -17,6 +17,18 @@ pytest.importorskip("hydra")
 TINY = ["model.params.d_model=16", "model.params.n_layer=2", "trainer.max_epochs=1"]
 
 
+@pytest.fixture(scope="module")
+def real_tasks() -> None:
+    """The real data the fine-tunes use (fetched by .ci/setup into the cache); skip with the reason if absent."""
+    from caduceus_plugin import datasets
+
+    try:
+        datasets.load_task("oct4_mafk", quick=16)
+        datasets.load_task("splice", quick=16)
+    except datasets.DataSourceError as err:
+        pytest.skip(f"real data not available: {err}")
+
+
 def _train(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "caduceus_plugin.train", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
@@ -69,7 +81,7 @@ def test_another_hydra_app_composes_our_model_group(tmp_path: Path) -> None:
     assert cfg.model.name == "caduceus_ph" and cfg.model.params.n_layer == 2 and cfg.lr == 0.1
 
 
-def test_task_that_does_not_fit_the_data_is_one_clear_line(tmp_path: Path) -> None:
+def test_task_that_does_not_fit_the_data_is_one_clear_line(tmp_path: Path, real_tasks: None) -> None:
     out = _train(["data=oct4_mafk", "data.quick=16", "task=multiclass", *TINY, f"out_dir={tmp_path}"], tmp_path)
     assert out.returncode == 2
     assert "error: task=multiclass does not fit data=oct4_mafk, which is binary; use task=binary" in out.stderr
@@ -77,7 +89,7 @@ def test_task_that_does_not_fit_the_data_is_one_clear_line(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_fine_tune_on_real_peaks_writes_a_grelu_checkpoint(tmp_path: Path) -> None:
+def test_fine_tune_on_real_peaks_writes_a_grelu_checkpoint(tmp_path: Path, real_tasks: None) -> None:
     """Oct4 vs Mafk ChIP-seq peaks (janggu; real hg19 sequence), quick subsample, one epoch."""
     run = tmp_path / "run"
     out = subprocess.run([sys.executable, "-m", "caduceus_plugin.cli", "train", "model=caduceus_ps",
@@ -103,7 +115,7 @@ print(m.predict_on_seqs(["ACGT" * 50]).shape)
 
 
 @pytest.mark.slow
-def test_multirun_trains_models_side_by_side(tmp_path: Path) -> None:
+def test_multirun_trains_models_side_by_side(tmp_path: Path, real_tasks: None) -> None:
     out = _train(["-m", "model=caduceus_ps,caduceus_ph", "data=splice", "data.quick=48", *TINY,
                   f"hydra.sweep.dir={tmp_path / 'sweep'}", "out_dir=${hydra:runtime.output_dir}"], tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -113,7 +125,7 @@ def test_multirun_trains_models_side_by_side(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_ddp_with_two_cpu_processes_by_configuration_alone(tmp_path: Path) -> None:
+def test_ddp_with_two_cpu_processes_by_configuration_alone(tmp_path: Path, real_tasks: None) -> None:
     out = _train(["trainer=ddp_cpu", "data=oct4_mafk", "data.quick=48", *TINY, f"out_dir={tmp_path / 'ddp'}"],
                  tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]

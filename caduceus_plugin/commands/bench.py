@@ -1,0 +1,40 @@
+"""``caduceus bench``: train and test every model on the real-data tasks (see caduceus_plugin.bench)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+
+def _run(args: argparse.Namespace) -> int:
+    from caduceus_plugin.bench import run_bench
+    from caduceus_plugin.bench_extras import extras
+
+    command = "caduceus " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["bench"] else (
+        "caduceus bench")
+    out = Path(args.out)
+    report = Path(args.report) if args.report else out / "REPORT.md"
+    rows = run_bench(args.models, args.tasks, args.seeds, out, report, quick=args.quick, extra=args.override,
+                     command=command, extras_fn=lambda: extras(out, quick=args.quick, skip_vep=args.no_vep))
+    print(f"bench: {len(rows)} runs; report {report}; tables in {out}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from caduceus_plugin.bench import DEFAULT_MODELS, FULL_BUDGET
+
+    p = sub.add_parser("bench", help="models side by side on real genomic tasks (same head, budget and seeds)",
+                       description="Train and test each model on each task (a Hydra multirun of `caduceus train` "
+                       "over the seeds per task and model), then write tables, plots and a Markdown report.")
+    p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), help="registered backbones")
+    p.add_argument("--tasks", nargs="+", help=f"default: all ({', '.join(FULL_BUDGET)}); --quick: oct4_mafk splice")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--quick", action="store_true", help="tiny budget (minutes; CI)")
+    p.add_argument("--out", default="benchmarks/results/bench", help="tables, plots, per-run logs")
+    p.add_argument("--report", help="Markdown report path (default OUT/REPORT.md)")
+    p.add_argument("--no-vep", action="store_true", help="skip the zero-shot variant-effect section")
+    p.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="extra Hydra overrides for every run, e.g. model.params.pretrained=DIR (released weights)")
+    p.set_defaults(func=_run)
