@@ -230,3 +230,26 @@ def test_bad_names_and_hyperparameters_are_clear(tmp_path: Path) -> None:
     with pytest.raises(CaduceusError, match="does not take crop_len"):
         grelu_models.caduceus_ps(n_tasks=1, head="pooled", crop_len=2, **TINY)
     json.dumps({"model_type": "caduceus_ps", "n_tasks": 2, "head": "track", "bin_size": 8, "crop_len": 1, **TINY})
+
+
+def test_third_party_backbone_trains_in_grelu_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fake distribution (dist-info + entry point on sys.path, nothing installed) is a gReLU model_type."""
+    from caduceus_plugin.plugins import reset_registry
+    from tests.test_plugins import TOY, _fake_distribution
+
+    _fake_distribution(tmp_path / "site", "fakegrelu", "fake_grelu_toy", TOY)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delenv("CADUCEUS_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    reset_registry()
+    try:
+        assert grelu_models.ToyCNNModel is grelu_models.toy_cnn
+        seqs, labels = _labelled(16, seed=10)
+        model = LightningModel(model_params={"model_type": "toy_cnn", "n_tasks": 1, "channels": 4},
+                               train_params=_train_params(tmp_path))
+        before = [p.detach().clone() for p in model.model.embedding.parameters()]
+        model.train_on_dataset(LabeledSeqDataset(seqs, labels, tasks=["gata"]),
+                               LabeledSeqDataset(seqs[:8], labels[:8], tasks=["gata"]))
+        assert any(not torch.equal(b, a) for b, a in zip(before, model.model.embedding.parameters()))
+    finally:
+        sys.modules.pop("fake_grelu_toy", None)
+        reset_registry()
