@@ -200,10 +200,12 @@ def _report(summary: Any, budget: dict[str, TaskBudget], command: str, out: Path
 
 
 def run_sweep(task: TaskBudget, model: str, seeds: list[int], out: Path, extra: list[str],
-              timeout: int) -> tuple[int, str]:
+              timeout: int, weights: str | None = None) -> tuple[int, str]:
     sweep = out / "runs" / task.name / model
+    sizes = [] if weights else MODEL_OVERRIDES.get(model, [])  # released weights fix the architecture
+    pretrained = [f"++model.params.pretrained={weights}"] if weights else []
     args = [sys.executable, "-m", "caduceus_plugin.train", "-m", f"model={model}",
-            f"seed={','.join(map(str, seeds))}", *task.overrides(), *MODEL_OVERRIDES.get(model, []), *extra,
+            f"seed={','.join(map(str, seeds))}", *task.overrides(), *sizes, *pretrained, *extra,
             f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=seed${seed}", "out_dir=${hydra:runtime.output_dir}",
             "trainer.enable_progress_bar=false"]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
@@ -215,8 +217,12 @@ def run_sweep(task: TaskBudget, model: str, seeds: list[int], out: Path, extra: 
 
 def run_bench(models: list[str], tasks: list[str] | None, seeds: list[int], out: Path, report: Path,
               quick: bool = False, extra: list[str] | None = None, command: str = "caduceus bench",
-              timeout: int = 7200, extras_fn: Any = None) -> list[dict[str, Any]]:
-    """Run the suite; returns the per-run rows. Partial results are written after every sweep."""
+              timeout: int = 7200, extras_fn: Any = None,
+              weights: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Run the suite; returns the per-run rows. Partial results are written after every sweep.
+
+    ``weights`` maps a model name to a local checkpoint (released weights) that its backbone starts from.
+    """
     from tqdm.auto import tqdm
 
     from caduceus_plugin.plugins import get_registry
@@ -230,11 +236,17 @@ def run_bench(models: list[str], tasks: list[str] | None, seeds: list[int], out:
     registry = get_registry()
     for m in models:
         registry.get(m)  # unknown model -> one line listing the registered ones
+    weights = dict(weights or {})
+    for m, path in weights.items():
+        if m not in models:
+            raise InputError(f"--weights names {m!r}, which is not among --models ({', '.join(models)})")
+        if not Path(path).exists():
+            raise InputError(f"--weights {m}={path}: no such file or directory")
     failures: list[str] = []
     bar = tqdm([(t, m) for t in tasks for m in models], desc="bench", unit="sweep", disable=not sys.stderr.isatty())
     for task, model in bar:
         bar.set_postfix_str(f"{task} / {model}")
-        code, message = run_sweep(budget[task], model, seeds, out, extra or [], timeout)
+        code, message = run_sweep(budget[task], model, seeds, out, extra or [], timeout, weights.get(model))
         if code != 0:
             failures.append(f"{task} / {model}: {message}")
             print(f"bench: {task} / {model} failed: {message}", file=sys.stderr)

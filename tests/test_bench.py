@@ -14,7 +14,7 @@ from caduceus_plugin.errors import CaduceusError
 
 
 def _fake_sweep(failing: set[str]):  # type: ignore[no-untyped-def]
-    def run_sweep(task, model, seeds, out, extra, timeout):  # type: ignore[no-untyped-def]
+    def run_sweep(task, model, seeds, out, extra, timeout, weights=None):  # type: ignore[no-untyped-def]
         if task.name in failing:
             return 2, f"error: cannot fetch r-cran-mlbench 2.1-3-1 from Debian (no network; {task.name})"
         for seed in seeds:
@@ -53,6 +53,8 @@ def test_missing_data_source_stops_clearly_and_keeps_partial_results(tmp_path: P
 
 def test_unknown_model_or_task_is_one_line(tmp_path: Path) -> None:
     for argv, needle in ((["--models", "caduceus_pz"], "unknown backbone 'caduceus_pz'"),
+                         (["--models", "cnn", "--weights", "caduceus_ps=/x"], "not among --models"),
+                         (["--models", "cnn", "--weights", "cnn=/nonexistent"], "no such file"),
                          (["--tasks", "nope"], "unknown task 'nope'")):
         proc = subprocess.run([sys.executable, "-m", "caduceus_plugin.cli", "bench", "--quick", "--out",
                                str(tmp_path), *argv], capture_output=True, text=True, timeout=120)

@@ -11,13 +11,21 @@ from pathlib import Path
 def _run(args: argparse.Namespace) -> int:
     from caduceus_plugin.bench import run_bench
     from caduceus_plugin.bench_extras import extras
+    from caduceus_plugin.errors import InputError
 
     command = "caduceus " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["bench"] else (
         "caduceus bench")
     out = Path(args.out)
     report = Path(args.report) if args.report else out / "REPORT.md"
+    weights = {}
+    for item in args.weights:
+        name, sep, path = item.partition("=")
+        if not sep or not path:
+            raise InputError(f"--weights expects MODEL=DIR, got {item!r}")
+        weights[name] = path
     rows = run_bench(args.models, args.tasks, args.seeds, out, report, quick=args.quick, extra=args.override,
-                     command=command, extras_fn=lambda: extras(out, quick=args.quick, skip_vep=args.no_vep))
+                     command=command, extras_fn=lambda: extras(out, quick=args.quick, skip_vep=args.no_vep),
+                     weights=weights)
     print(f"bench: {len(rows)} runs; report {report}; tables in {out}")
     return 0
 
@@ -35,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="benchmarks/results/bench", help="tables, plots, per-run logs")
     p.add_argument("--report", help="Markdown report path (default OUT/REPORT.md)")
     p.add_argument("--no-vep", action="store_true", help="skip the zero-shot variant-effect section")
+    p.add_argument("--weights", nargs="*", default=[], metavar="MODEL=DIR",
+                   help="start MODEL's backbone from a local checkpoint (e.g. released Caduceus/HyenaDNA weights)")
     p.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="extra Hydra overrides for every run, e.g. model.params.pretrained=DIR (released weights)")
+                   help="extra Hydra overrides for every run, e.g. model.params.head=pooled")
     p.set_defaults(func=_run)
