@@ -5,6 +5,9 @@
     caduceus info [NAME]                                   version, scan backends, models; or one component's spec
     caduceus list                                          registered components (all plugins), released checkpoints
 
+and the sub-commands in :mod:`caduceus_plugin.commands` (``predict``, ``score-variants``, ``export-kipoi``,
+``train``, ``bench``, ``pretrain``, ``pretrain-eval``; see ``caduceus COMMAND --help``).
+
 Errors print one line (``error: ...``) and exit with status 2; no traceback.
 """
 
