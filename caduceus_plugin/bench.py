@@ -188,6 +188,7 @@ def _report(summary: Any, budget: dict[str, TaskBudget], command: str, out: Path
             lines.append(f"| {r['task']} | {r['model']} | {r['n_parameters']:,} | {r['n_seeds']} | {vals} | "
                          f"{r['train_seconds']:.0f} |")
         lines.append("")
+    lines += _findings(summary, budget)
     lines += ["## The paper's numbers where a task matches", ""]
     for task, (what, nums) in PAPER.items():
         if task in budget:
@@ -197,6 +198,64 @@ def _report(summary: Any, budget: dict[str, TaskBudget], command: str, out: Path
     for title, body in extras.items():
         lines += [f"## {title}", "", body, ""]
     return "\n".join(lines)
+
+
+def _findings(summary: Any, budget: dict[str, TaskBudget]) -> list[str]:
+    """Caduceus-PS/Ph against HyenaDNA (equal parameters) per task on the task's headline metric, said plainly."""
+    if not len(summary):
+        return []
+    lines = ["## Caduceus vs HyenaDNA at equal parameters (headline metric, mean ± sd over seeds)", ""]
+    rows = {(r["task"], r["model"]): r for r in summary.iter_rows(named=True)}
+    for task, b in budget.items():
+        hy = rows.get((task, "hyenadna"))
+        if hy is None:
+            continue
+        for model in ("caduceus_ps", "caduceus_ph"):
+            r = rows.get((task, model))
+            if r is None:
+                continue
+            m, s = r[f"{b.metric}_mean"], r[f"{b.metric}_sd"] or 0.0
+            hm, hs = hy[f"{b.metric}_mean"], hy[f"{b.metric}_sd"] or 0.0
+            diff = m - hm
+            if diff >= 0:
+                verdict = "matches or beats"
+            elif -diff <= max(s, hs):
+                verdict = "is within one sd of"
+            else:
+                verdict = "**falls short of**"
+            lines.append(f"- {task} ({b.metric}): {model} {m:.3f} ± {s:.3f} {verdict} HyenaDNA {hm:.3f} ± {hs:.3f} "
+                         f"(difference {diff:+.3f}).")
+    lines += ["", "Where Caduceus falls short, read it with the budget above: tens of thousands of training tokens "
+              "per run, the same for every model, no tuning of any one model. At this budget the results say more "
+              "about how fast each architecture learns from a few hundred sequences on a CPU than about its "
+              "ceiling; Caduceus also costs several times more compute per token than HyenaDNA at equal parameters "
+              "(bidirectional, and PS runs both strands), which the train-seconds column shows.", ""]
+    return lines
+
+
+def report_only(out: Path, report: Path, quick: bool, command: str, extras_fn: Any = None) -> list[dict[str, Any]]:
+    """Rebuild tables, plot and report from the runs already in ``out`` (no training)."""
+    rows = _collect(out)
+    if not rows:
+        raise InputError(f"no finished runs under {out / 'runs'}: run `caduceus bench` first")
+    saved = out / "command.txt"
+    if saved.exists():
+        command = f"{saved.read_text().strip()}` — tables and report rebuilt from its runs with `{command}"
+    tasks = {r["task"] for r in rows}
+    budget_all = QUICK_BUDGET if quick else FULL_BUDGET
+    budget = {t: budget_all.get(t, FULL_BUDGET[t]) for t in FULL_BUDGET if t in tasks}
+    write_results(out, rows, budget, command, report, _extras(out, extras_fn))
+    return rows
+
+
+def _extras(out: Path, extras_fn: Any) -> dict[str, str]:
+    """Extra report sections, computed by ``extras_fn`` (kept in OUT/extras.json) or reused from that file."""
+    cache = out / "extras.json"
+    if extras_fn is not None:
+        extras = extras_fn()
+        _write_atomic(cache, json.dumps(extras, indent=1))
+        return extras
+    return json.loads(cache.read_text()) if cache.exists() else {}
 
 
 def run_sweep(task: TaskBudget, model: str, seeds: list[int], out: Path, extra: list[str],
@@ -242,6 +301,8 @@ def run_bench(models: list[str], tasks: list[str] | None, seeds: list[int], out:
             raise InputError(f"--weights names {m!r}, which is not among --models ({', '.join(models)})")
         if not Path(path).exists():
             raise InputError(f"--weights {m}={path}: no such file or directory")
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out / "command.txt", command + "\n")
     failures: list[str] = []
     bar = tqdm([(t, m) for t in tasks for m in models], desc="bench", unit="sweep", disable=not sys.stderr.isatty())
     for task, model in bar:
@@ -256,7 +317,7 @@ def run_bench(models: list[str], tasks: list[str] | None, seeds: list[int], out:
         else:
             print(f"bench: {task} / {model} done", file=sys.stderr if bar.disable else sys.stdout)
         write_results(out, _collect(out), budget, command, report, {})
-    extras = extras_fn() if extras_fn else {}
+    extras = _extras(out, extras_fn)
     if failures:
         extras["Failures"] = "\n".join(f"- {f}" for f in failures)
     rows = _collect(out)

@@ -17,6 +17,14 @@ def _run(args: argparse.Namespace) -> int:
         "caduceus bench")
     out = Path(args.out)
     report = Path(args.report) if args.report else out / "REPORT.md"
+    if args.report_only:
+        from caduceus_plugin.bench import report_only
+
+        fn = None if args.no_vep and (out / "extras.json").exists() else (
+            lambda: extras(out, quick=args.quick, skip_vep=args.no_vep))
+        rows = report_only(out, report, args.quick, command, fn)
+        print(f"bench: report rebuilt from {len(rows)} runs; {report}")
+        return 0
     weights = {}
     for item in args.weights:
         name, sep, path = item.partition("=")
@@ -43,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="benchmarks/results/bench", help="tables, plots, per-run logs")
     p.add_argument("--report", help="Markdown report path (default OUT/REPORT.md)")
     p.add_argument("--no-vep", action="store_true", help="skip the zero-shot variant-effect section")
+    p.add_argument("--report-only", action="store_true",
+                   help="rebuild tables, plot and report from the runs already in --out (no training)")
     p.add_argument("--weights", nargs="*", default=[], metavar="MODEL=DIR",
                    help="start MODEL's backbone from a local checkpoint (e.g. released Caduceus/HyenaDNA weights)")
     p.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE",
