@@ -4,13 +4,15 @@
     .venv/bin/python benchmarks/compute.py --quick              # 1k/4k/16k only, a few minutes
     .venv/bin/python benchmarks/compute.py --lengths 131072 --models caduceus_ps --backends auto ref
 
-Every cell runs in a fresh subprocess so its peak resident memory (``ru_maxrss``) is its own. Models are the
-7.7M-parameter configuration of the released 131k checkpoints (d_model 256, 16 layers), random weights, float32.
-``infer`` cells time one forward of the backbone under ``torch.inference_mode`` after a short warm-up (numba
-compiles, allocator settles); ``train`` cells time forward + backward of the MLM loss (batch as given).
-Each figure is printed next to the baseline measured in the same run on the same machine: the ``ref`` scan
-backend (run only up to ``--ref-max-len``; beyond that it takes minutes per sequence) and, while no HyenaDNA
-component exists, the HyenaDNA-medium figures of the speed issue's table (marked as quoted, not measured).
+Every cell runs in a fresh subprocess so its peak resident memory (``ru_maxrss``) is its own. Caduceus models are
+the 7.7M-parameter configuration of the released 131k checkpoints (d_model 256, 16 layers); ``hyenadna`` is
+HyenaDNA medium (6.6M); any other registered backbone (``enformer``, ``cnn``, third-party ones) runs in its default
+configuration on one-hot input. Random weights, float32. ``infer`` cells time one forward of the backbone under
+``torch.inference_mode`` after a short warm-up (numba compiles, allocator settles); ``train`` cells (Caduceus)
+time forward + backward of the MLM loss (batch as given). Each figure is printed next to the baselines measured in
+the same run on the same machine: the ``ref`` scan backend (run only up to ``--ref-max-len``; beyond that it takes
+minutes per sequence) and HyenaDNA when it is among ``--models`` (and, for reference, the HyenaDNA-medium figures
+the speed issue quotes for the authors' code, marked as quoted).
 
 Writes ``benchmarks/results/compute.csv`` and ``benchmarks/results/compute.png`` (log-log throughput and memory
 against length) and prints the table. These machines are shared: compare ratios within one run.
@@ -64,12 +66,44 @@ def _hyenadna_cell(length: int, batch: int, mode: str, repeats: int) -> tuple[st
     return "fft", times
 
 
+def _trunk_cell(model: str, length: int, batch: int, mode: str, repeats: int) -> tuple[str, list[float]]:
+    """Any other registered backbone (e.g. enformer, cnn) in its default configuration, on one-hot input."""
+    import torch
+
+    from caduceus_plugin.plugins import get_registry
+
+    net = get_registry().build(model)
+    x = torch.nn.functional.one_hot(torch.randint(0, 4, (batch, length)), 4).float().transpose(1, 2)
+    warm = x[..., : min(length, 2048)]
+    times = []
+    if mode == "infer":
+        net.eval()
+        with torch.inference_mode():
+            net(warm)
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                net(x)
+                times.append(time.perf_counter() - t0)
+    else:
+        net.train()
+        net(warm).pow(2).mean().backward()
+        for _ in range(repeats):
+            net.zero_grad(set_to_none=True)
+            t0 = time.perf_counter()
+            net(x).pow(2).mean().backward()
+            times.append(time.perf_counter() - t0)
+    return "torch", times
+
+
 def _cell(model: str, backend: str, length: int, batch: int, mode: str, repeats: int) -> dict:
     import torch
 
     torch.manual_seed(0)
-    if model == "hyenadna":
-        used, times = _hyenadna_cell(length, batch, mode, repeats)
+    if not model.startswith("caduceus_"):
+        if model == "hyenadna":
+            used, times = _hyenadna_cell(length, batch, mode, repeats)
+        else:
+            used, times = _trunk_cell(model, length, batch, mode, repeats)
         best = min(times)
         return {"model": model, "backend": used, "mode": mode, "length": length, "batch": batch,
                 "seconds": round(best, 4), "tokens_per_s": round(batch * length / best, 1),
@@ -131,7 +165,8 @@ def run_cell(model: str, backend: str, length: int, batch: int, mode: str, repea
 def plan(args: argparse.Namespace) -> list[tuple]:
     cells = []
     for model in args.models:
-        backends = args.backends[:1] if model == "hyenadna" else args.backends  # no scan: one path
+        caduceus = model.startswith("caduceus_")
+        backends = args.backends if caduceus else args.backends[:1]  # no scan backend: one path
         for length in args.lengths:
             for backend in backends:
                 if backend == "ref" and length > args.ref_max_len:
@@ -140,7 +175,7 @@ def plan(args: argparse.Namespace) -> list[tuple]:
         for batch in args.batches:
             if batch != 1:
                 cells.append((model, args.backends[0], args.batch_len, batch, "infer", args.repeats))
-        if args.train_len and model != "hyenadna":
+        if args.train_len and caduceus:
             for backend in backends:
                 if backend != "ref" or args.train_len <= args.ref_max_len:
                     cells.append((model, backend, args.train_len, 1, "train", 1))
@@ -207,7 +242,8 @@ def write_outputs(rows: list[dict], out_dir: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["caduceus_ps", "caduceus_ph"])
+    parser.add_argument("--models", nargs="+", default=["hyenadna", "caduceus_ps", "caduceus_ph", "enformer", "cnn"],
+                        help="registered backbones")
     parser.add_argument("--backends", nargs="+", default=["auto", "ref"], help="first one is the fast path")
     parser.add_argument("--lengths", type=int, nargs="+", help="default 1k 4k 16k 131k 1M (--quick: 1k 4k 16k)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4], help="batch sweep at --batch-len")
