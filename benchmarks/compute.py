@@ -233,7 +233,8 @@ def write_outputs(rows: list[dict], out_dir: Path) -> None:
         ax.set(xscale="log", yscale="log", xlabel="sequence length (bp)", ylabel=unit, title=title)
         ax.grid(True, which="both", alpha=0.3)
     ax1.legend(fontsize=7)
-    fig.suptitle("Caduceus 7.7M config, batch 1, float32, inference, " + platform.machine(), fontsize=9)
+    title = "Caduceus 7.7M, HyenaDNA medium 6.6M, peers: batch 1, float32, inference, "
+    fig.suptitle(title + platform.machine(), fontsize=9)
     fig.tight_layout()
     tmp_png = out_dir / ".compute.png.tmp.png"
     fig.savefig(tmp_png, dpi=110)
