@@ -112,6 +112,16 @@ print(m.predict_on_seqs(["ACGT" * 50]).shape)
     check = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert check.returncode == 0, check.stderr[-2000:]
     assert "(1, 1, 1)" in check.stdout
+    # the checkpoint is a `caduceus predict --weights` input: task predictions per BED row
+    from caduceus_plugin.demo_data import paths
+
+    demo = paths()
+    pred = subprocess.run([sys.executable, "-m", "caduceus_plugin.cli", "predict", "--fasta", str(demo["fasta"]),
+                           "--bed", str(demo["tss"]), "--weights", str(run / "model.ckpt"), "--out",
+                           str(tmp_path / "p.tsv")], capture_output=True, text=True, timeout=300)
+    assert pred.returncode == 0, pred.stderr[-2000:]
+    lines = (tmp_path / "p.tsv").read_text().splitlines()
+    assert lines[0].endswith("pred_Oct4") and len(lines) == 1 + 32
 
 
 @pytest.mark.slow
