@@ -79,7 +79,8 @@ def compute_section() -> str:
         df = df.filter(pl.col("error").is_null())
     df = df.filter((pl.col("mode") == "infer") & (pl.col("batch") == 1)).sort(["model", "backend", "length"])
     lines = ["From `benchmarks/compute.py` (its own run; see `benchmarks/results/README.md` for the command and "
-             "machine): inference, batch 1, float32, the 7.7M Caduceus configuration and HyenaDNA medium (6.6M).",
+             "machine): inference, batch 1, float32; the 7.7M Caduceus configuration, HyenaDNA medium (6.6M), and "
+             "the default small Enformer (2.7M) and CNN (0.67M) trunks.",
              "", "| model | backend | length | tokens/s | peak GB |", "|---|---|---|---|---|"]
     for r in df.iter_rows(named=True):
         lines.append(f"| {r['model']} | {r['backend']} | {r['length']:,} | {r['tokens_per_s']:,.0f} | "
