@@ -37,105 +37,61 @@ HYENADNA_QUOTED = {4096: 7148, 32768: 4966, 131072: 3331}
 CELL_TIMEOUT_S = 1800
 
 
-def _hyenadna_cell(length: int, batch: int, mode: str, repeats: int) -> tuple[str, list[float]]:
-    """HyenaDNA medium (6.6M; d_model 256, 8 layers), filters built for l_max = max(160k, length)."""
+def _time(net, forward, loss, full, warm, mode: str, repeats: int) -> list[float]:  # type: ignore[no-untyped-def]
+    """Seconds per call of ``forward(full)`` (infer, under inference_mode) or ``loss(full).backward()`` (train),
+    after one warm-up call on ``warm`` (numba compiles, allocator settles)."""
     import torch
 
-    from caduceus_plugin.models.hyenadna import HyenaDNA, hyenadna_config
-
-    net = HyenaDNA(hyenadna_config("medium_160k", l_max=max(160002, length + 2)))
-    ids = torch.randint(7, 11, (batch, length))
-    warm = ids[:, : min(length, 512)]
     times = []
     if mode == "infer":
         net.eval()
         with torch.inference_mode():
-            net(warm)
+            forward(warm)
             for _ in range(repeats):
                 t0 = time.perf_counter()
-                net(ids)
+                forward(full)
                 times.append(time.perf_counter() - t0)
     else:
         net.train()
-        net(warm).float().pow(2).mean().backward()
+        loss(warm).backward()
         for _ in range(repeats):
             net.zero_grad(set_to_none=True)
             t0 = time.perf_counter()
-            net(ids).float().pow(2).mean().backward()
+            loss(full).backward()
             times.append(time.perf_counter() - t0)
-    return "fft", times
-
-
-def _trunk_cell(model: str, length: int, batch: int, mode: str, repeats: int) -> tuple[str, list[float]]:
-    """Any other registered backbone (e.g. enformer, cnn) in its default configuration, on one-hot input."""
-    import torch
-
-    from caduceus_plugin.plugins import get_registry
-
-    net = get_registry().build(model)
-    x = torch.nn.functional.one_hot(torch.randint(0, 4, (batch, length)), 4).float().transpose(1, 2)
-    warm = x[..., : min(length, 2048)]
-    times = []
-    if mode == "infer":
-        net.eval()
-        with torch.inference_mode():
-            net(warm)
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                net(x)
-                times.append(time.perf_counter() - t0)
-    else:
-        net.train()
-        net(warm).pow(2).mean().backward()
-        for _ in range(repeats):
-            net.zero_grad(set_to_none=True)
-            t0 = time.perf_counter()
-            net(x).pow(2).mean().backward()
-            times.append(time.perf_counter() - t0)
-    return "torch", times
+    return times
 
 
 def _cell(model: str, backend: str, length: int, batch: int, mode: str, repeats: int) -> dict:
     import torch
 
     torch.manual_seed(0)
-    if not model.startswith("caduceus_"):
-        if model == "hyenadna":
-            used, times = _hyenadna_cell(length, batch, mode, repeats)
-        else:
-            used, times = _trunk_cell(model, length, batch, mode, repeats)
-        best = min(times)
-        return {"model": model, "backend": used, "mode": mode, "length": length, "batch": batch,
-                "seconds": round(best, 4), "tokens_per_s": round(batch * length / best, 1),
-                "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)}
+    if model.startswith("caduceus_"):
+        from caduceus_plugin import CaduceusForMaskedLM, resolve_backend, scan_backend
+        from caduceus_plugin.specs import checkpoint_config
 
-    from caduceus_plugin import CaduceusForMaskedLM, resolve_backend, scan_backend
-    from caduceus_plugin.specs import checkpoint_config
+        net = CaduceusForMaskedLM(checkpoint_config(model, "131k_d256_l16"))
+        ids = torch.randint(7, 11, (batch, length))
+        labels = torch.where(torch.rand(ids.shape) < 0.15, ids, -100)
+        with scan_backend(backend):
+            used = resolve_backend("cpu")
+            times = _time(net, net.caduceus, lambda x: net(x, labels=labels[:, : x.shape[1]]).loss, ids,
+                          ids[:, : min(length, 512)], mode, repeats)
+    elif model == "hyenadna":  # HyenaDNA medium (6.6M; d_model 256, 8 layers), filters for max(160k, length)
+        from caduceus_plugin.models.hyenadna import HyenaDNA, hyenadna_config
 
-    net = CaduceusForMaskedLM(checkpoint_config(model, "131k_d256_l16"))
-    ids = torch.randint(7, 11, (batch, length))
-    warm = ids[:, : min(length, 512)]
-    with scan_backend(backend):
-        used = resolve_backend("cpu")
-        if mode == "infer":
-            net.eval()
-            with torch.inference_mode():
-                net.caduceus(warm)
-                times = []
-                for _ in range(repeats):
-                    t0 = time.perf_counter()
-                    net.caduceus(ids)
-                    times.append(time.perf_counter() - t0)
-        else:
-            net.train()
-            labels = torch.where(torch.rand(ids.shape) < 0.15, ids, -100)
-            net(warm, labels=labels[:, : warm.shape[1]]).loss.backward()
-            times = []
-            for _ in range(repeats):
-                net.zero_grad(set_to_none=True)
-                t0 = time.perf_counter()
-                net(ids, labels=labels).loss.backward()
-                times.append(time.perf_counter() - t0)
+        net = HyenaDNA(hyenadna_config("medium_160k", l_max=max(160002, length + 2)))
+        ids = torch.randint(7, 11, (batch, length))
+        used = "fft"
+        times = _time(net, net, lambda x: net(x).float().pow(2).mean(), ids, ids[:, : min(length, 512)], mode,
+                      repeats)
+    else:  # any other registered backbone (e.g. enformer, cnn) in its default configuration, on one-hot input
+        from caduceus_plugin.plugins import get_registry
+
+        net = get_registry().build(model)
+        x = torch.nn.functional.one_hot(torch.randint(0, 4, (batch, length)), 4).float().transpose(1, 2)
+        used = "torch"
+        times = _time(net, net, lambda v: net(v).pow(2).mean(), x, x[..., : min(length, 2048)], mode, repeats)
     best = min(times)
     return {
         "model": model,
