@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from caduceus_plugin.errors import CaduceusError, InputError
+from caduceus_plugin.fileio import atomic_write
+from caduceus_plugin.fileio import atomic_write_text as _write_atomic
 
 DEFAULT_MODELS = ("caduceus_ps", "caduceus_ph", "hyenadna", "enformer", "cnn")
 #: Per-model overrides for the benchmark's matched budget (the rest comes from conf/model/NAME.yaml).
@@ -109,12 +111,6 @@ def summarise(rows: list[dict[str, Any]]) -> Any:
     return df.group_by(["task", "model"], maintain_order=True).agg(aggs)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_results(out: Path, rows: list[dict[str, Any]], budget: dict[str, TaskBudget], command: str,
                   report: Path, extras: dict[str, str]) -> None:
     import polars as pl
@@ -125,9 +121,7 @@ def write_results(out: Path, rows: list[dict[str, Any]], budget: dict[str, TaskB
     summary = summarise(rows)
     if len(summary):
         _write_atomic(out / "bench_summary.csv", summary.write_csv())
-        tmp = out / ".bench_summary.parquet.tmp"
-        summary.write_parquet(tmp)
-        os.replace(tmp, out / "bench_summary.parquet")
+        atomic_write(out / "bench_summary.parquet", summary.write_parquet)
         _plot(summary, budget, out / "bench_metrics.png")
     _write_atomic(report, _report(summary, budget, command, out, report, extras))
 
@@ -149,9 +143,7 @@ def _plot(summary: Any, budget: dict[str, TaskBudget], path: Path) -> None:
         ax.set(title=f"{task} ({metric})", ylim=(0.4 if metric == "auroc" else 0.0, 1.0))
         ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
     plt.close(fig)
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from caduceus_plugin.config import CaduceusConfig
 from caduceus_plugin.errors import CheckpointError
+from caduceus_plugin.fileio import atomic_write as _atomic_write
 from caduceus_plugin.models.caduceus import CaduceusForMaskedLM
 
 CONFIG_NAMES = ("config.json", "model_config.json")
@@ -210,15 +210,3 @@ def save_pretrained(model: CaduceusForMaskedLM, directory: str | os.PathLike[str
     return directory
 
 
-def _atomic_write(target: Path, write) -> None:  # type: ignore[no-untyped-def]
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

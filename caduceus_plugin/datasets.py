@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from caduceus_plugin.errors import CaduceusError, InputError
+from caduceus_plugin.fileio import atomic_write
 
 __all__ = [
     "BENCHMARK_TASKS",
@@ -232,19 +233,10 @@ def _verify(src: Source, member: str, path: Path, origin: str, cached: bool = Fa
 
 def _atomic_copy(data_or_path: bytes | Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            if isinstance(data_or_path, bytes):
-                out.write(data_or_path)
-            else:
-                with open(data_or_path, "rb") as inp:
-                    shutil.copyfileobj(inp, out, 1 << 20)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if isinstance(data_or_path, bytes):
+        atomic_write(dest, lambda p: Path(p).write_bytes(data_or_path))
+    else:
+        atomic_write(dest, lambda p: shutil.copyfile(data_or_path, p))
 
 
 def _source_error(src: Source, reason: str) -> DataSourceError:

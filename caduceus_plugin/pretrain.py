@@ -32,7 +32,6 @@ import os
 import platform
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from caduceus_plugin.errors import InputError
+from caduceus_plugin.fileio import atomic_write_text
 from caduceus_plugin.tokenizer import A_ID, MASK_ID, PAD_ID, T_ID
 
 #: Label value for positions that do not count in the loss.
@@ -509,18 +509,7 @@ def limited_threads(threads: int) -> Iterator[None]:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def pretrain(

@@ -16,7 +16,6 @@ checkpoint restored. The run directory receives ``model.ckpt`` (a gReLU checkpoi
 from __future__ import annotations
 
 import json
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -107,6 +106,8 @@ def run(cfg: Any) -> dict[str, Any]:
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
 
+    from caduceus_plugin.fileio import atomic_write_text
+
     for pattern in (".*LeafSpec.*", ".*does not have many workers.*", ".*smaller than the logging interval.*"):
         warnings.filterwarnings("ignore", message=pattern)  # Lightning's advice, not the user's problem
     out_dir = Path(cfg.out_dir)
@@ -148,9 +149,7 @@ def run(cfg: Any) -> dict[str, Any]:
                    "epochs": trainer.current_epoch, "checkpoint": str(ckpt), "world_size": trainer.world_size,
                    "train_seconds": round(train_seconds, 2), "n_train": len(splits["train"]),
                    "seq_len": task.seq_len}
-        tmp = out_dir / "metrics.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2))
-        os.replace(tmp, out_dir / "metrics.json")
+        atomic_write_text(out_dir / "metrics.json", json.dumps(summary, indent=2))
         print(f"test metrics ({cfg.model.name} on {cfg.data.name}, seed {cfg.seed}):")
         for name, value in metrics.items():
             print(f"  {name}: {value:.4f}")
