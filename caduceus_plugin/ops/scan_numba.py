@@ -420,6 +420,8 @@ def _fwd_kernel(  # type: ignore[no-untyped-def]
     UB = np.empty((ntask, chunk, _W), np.float32)  # dt * x
     ZB = np.empty((ntask, chunk, _W), np.float32)  # z
     YB = np.empty((ntask, chunk, _W), np.float32)  # output
+    BB = np.empty((ntask, nn, chunk), np.float32)  # B and C of the chunk in scan order, state index first
+    CB = np.empty((ntask, nn, chunk), np.float32)
     for task in prange(ntask):
         bi = task // nblk
         blk = task - bi * nblk
@@ -435,6 +437,11 @@ def _fwd_kernel(  # type: ignore[no-untyped-def]
         for c in range(nch):
             t0 = c * chunk
             lc = min(chunk, nl - t0)
+            for i in range(lc):
+                brow = nl - 1 - (t0 + i) if reverse else t0 + i
+                for j in range(nn):
+                    BB[task, j, i] = Bt[bi, brow, j]
+                    CB[task, j, i] = Ct[bi, brow, j]
             for gi in range(g1 - g0):
                 c0 = (g0 + gi) * _W
                 m = min(_W, ne - c0)
@@ -470,23 +477,33 @@ def _fwd_kernel(  # type: ignore[no-untyped-def]
                             v = DB[task, i, q] + PW[task, gi, 1, q]
                             DB[task, i, q] = v
                             UB[task, i, q] = v * XB[task, i, q]
-                # the recurrence: 16 channels per vector, output accumulated over the state index
+                # the recurrence: 16 channels per vector. State index outermost: one state vector lives in a
+                # register through the whole chunk (a single FMA chain per step), the output accumulates in YB
                 for i in range(lc):
-                    if save and (t0 + i) % ck_len == 0:
-                        ck = (t0 + i) // ck_len
-                        for j in range(nn):
-                            for q in range(_W):
-                                ckpt[bi, g0 + gi, ck, j, q] = HS[task, gi, j, q]
                     for q in range(_W):
                         YB[task, i, q] = _ZERO
-                    brow = nl - 1 - (t0 + i) if reverse else t0 + i
-                    for j in range(nn):
-                        bb = Bt[bi, brow, j]
-                        cc = Ct[bi, brow, j]
-                        for q in range(_W):
-                            hv = _exp2(DB[task, i, q] * AW[task, gi, j, q]) * HS[task, gi, j, q] + UB[task, i, q] * bb
-                            HS[task, gi, j, q] = hv
-                            YB[task, i, q] += cc * hv
+                for j in range(nn):
+                    if save:  # the state entering every ck_len-th step is kept for the backward
+                        for s0 in range(0, lc, ck_len):  # chunk is a multiple of ck_len: s0 is a checkpoint step
+                            for q in range(_W):
+                                ckpt[bi, g0 + gi, (t0 + s0) // ck_len, j, q] = HS[task, gi, j, q]
+                            for i in range(s0, min(s0 + ck_len, lc)):
+                                bb = BB[task, j, i]
+                                cc = CB[task, j, i]
+                                for q in range(_W):
+                                    hv = _exp2(DB[task, i, q] * AW[task, gi, j, q]) * HS[task, gi, j, q]
+                                    hv += UB[task, i, q] * bb
+                                    HS[task, gi, j, q] = hv
+                                    YB[task, i, q] += cc * hv
+                    else:  # the same loop from 0: numba then knows i >= 0 and indexes without wraparound fixes
+                        for i in range(lc):
+                            bb = BB[task, j, i]
+                            cc = CB[task, j, i]
+                            for q in range(_W):
+                                hv = _exp2(DB[task, i, q] * AW[task, gi, j, q]) * HS[task, gi, j, q]
+                                hv += UB[task, i, q] * bb
+                                HS[task, gi, j, q] = hv
+                                YB[task, i, q] += cc * hv
                 # D skip and gate
                 if has_z:
                     for i in range(lc):
