@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/compute.py                      # default grid (about half an hour on 2 cores)
     .venv/bin/python benchmarks/compute.py --quick              # 1k/4k/16k only, a few minutes
     .venv/bin/python benchmarks/compute.py --lengths 131072 --models caduceus_ps --backends auto ref
+    .venv/bin/python benchmarks/compute.py --models caduceus_ps hyenadna --backends auto auto+bf16 ref
 
 Every cell runs in a fresh subprocess so its peak resident memory (``ru_maxrss``) is its own. Caduceus models are
 the 7.7M-parameter configuration of the released 131k checkpoints (d_model 256, 16 layers); ``hyenadna`` is
@@ -11,8 +12,10 @@ configuration on one-hot input. Random weights, float32. ``infer`` cells time on
 ``torch.inference_mode`` after a short warm-up (numba compiles, allocator settles); ``train`` cells (Caduceus)
 time forward + backward of the MLM loss (batch as given). Each figure is printed next to the baselines measured in
 the same run on the same machine: the ``ref`` scan backend (run only up to ``--ref-max-len``; beyond that it takes
-minutes per sequence) and HyenaDNA when it is among ``--models`` (and, for reference, the HyenaDNA-medium figures
-the speed issue quotes for the authors' code, marked as quoted).
+minutes per sequence) and HyenaDNA when it is among ``--models`` (and, for reference, the figures the speed issue
+quotes for the authors' code, marked as quoted: HyenaDNA medium, and Caduceus-PS on mamba-ssm's reference scan).
+A backend written ``NAME+bf16`` (e.g. ``auto+bf16``) runs the Caduceus projections in bf16 (inference cells only;
+scan, conv, norms and residuals stay float32).
 
 Writes ``benchmarks/results/compute.csv`` and ``benchmarks/results/compute.png`` (log-log throughput and memory
 against length) and prints the table. These machines are shared: compare ratios within one run.
@@ -34,6 +37,9 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 #: HyenaDNA medium 6.6M, authors' standalone code, on a 2-core machine like ours (speed issue's table): tokens/s.
 HYENADNA_QUOTED = {4096: 7148, 32768: 4966, 131072: 3331}
+#: Authors' Caduceus-PS 7.7M on mamba-ssm's reference scan, same machine class (speed issue's table): tokens/s
+#: (131k: the issue's estimate of ~20 min per sequence).
+AUTHORS_REF_QUOTED = {1024: 110, 4096: 100, 131072: round(131072 / 1200)}
 CELL_TIMEOUT_S = 1800
 
 
@@ -73,8 +79,10 @@ def _cell(model: str, backend: str, length: int, batch: int, mode: str, repeats:
         net = CaduceusForMaskedLM(checkpoint_config(model, "131k_d256_l16"))
         ids = torch.randint(7, 11, (batch, length))
         labels = torch.where(torch.rand(ids.shape) < 0.15, ids, -100)
+        backend, _, matmul = backend.partition("+")
+        net.backbone.matmul_dtype = matmul or None
         with scan_backend(backend):
-            used = resolve_backend("cpu")
+            used = resolve_backend("cpu") + (f"+{matmul}" if matmul else "")
             times = _time(net, net.caduceus, lambda x: net(x, labels=labels[:, : x.shape[1]]).loss, ids,
                           ids[:, : min(length, 512)], mode, repeats)
     elif model == "hyenadna":  # HyenaDNA medium (6.6M; d_model 256, 8 layers), filters for max(160k, length)
@@ -122,7 +130,8 @@ def plan(args: argparse.Namespace) -> list[tuple]:
     cells = []
     for model in args.models:
         caduceus = model.startswith("caduceus_")
-        backends = args.backends if caduceus else args.backends[:1]  # no scan backend: one path
+        # no scan backend, no bf16 option: one path
+        backends = args.backends if caduceus else [b for b in args.backends if "+" not in b][:1]
         for length in args.lengths:
             for backend in backends:
                 if backend == "ref" and length > args.ref_max_len:
@@ -133,6 +142,8 @@ def plan(args: argparse.Namespace) -> list[tuple]:
                 cells.append((model, args.backends[0], args.batch_len, batch, "infer", args.repeats))
         if args.train_len and caduceus:
             for backend in backends:
+                if "+" in backend:  # bf16 projections: the inference path only
+                    continue
                 if backend != "ref" or args.train_len <= args.ref_max_len:
                     cells.append((model, backend, args.train_len, 1, "train", 1))
     return cells
@@ -150,6 +161,9 @@ def print_row(r: dict, baseline: dict | None, hyena_measured: dict | None = None
     hy = f"{r['tokens_per_s'] / hyena:.2f}x HyenaDNA (quoted {hyena})" if hyena else ""
     if hyena_measured and r["model"] != "hyenadna" and "error" not in hyena_measured:
         hy = f"{r['tokens_per_s'] / hyena_measured['tokens_per_s']:.2f}x HyenaDNA (measured, this run)  " + hy
+    authors = AUTHORS_REF_QUOTED.get(r["length"])
+    if authors and r["model"] == "caduceus_ps" and r["mode"] == "infer" and r["batch"] == 1:
+        hy += f"  {r['tokens_per_s'] / authors:.0f}x authors' ref scan (quoted {authors})"
     print(
         f"{r['model']:>12} {r['mode']:>5} {r['length']:>8} {r['batch']:>3} {r['backend']:>8} "
         f"{r['tokens_per_s']:>10.0f} {r['seconds']:>9.2f} {r['peak_rss_gb']:>7.2f}  {ratio:<14} {hy}",
@@ -189,7 +203,7 @@ def write_outputs(rows: list[dict], out_dir: Path) -> None:
         ax.set(xscale="log", yscale="log", xlabel="sequence length (bp)", ylabel=unit, title=title)
         ax.grid(True, which="both", alpha=0.3)
     ax1.legend(fontsize=7)
-    title = "Caduceus 7.7M, HyenaDNA medium 6.6M, peers: batch 1, float32, inference, "
+    title = "Caduceus 7.7M, HyenaDNA medium 6.6M, peers: batch 1, float32 (+bf16: bf16 projections), inference, "
     fig.suptitle(title + platform.machine(), fontsize=9)
     fig.tight_layout()
     tmp_png = out_dir / ".compute.png.tmp.png"
@@ -201,7 +215,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["hyenadna", "caduceus_ps", "caduceus_ph", "enformer", "cnn"],
                         help="registered backbones")
-    parser.add_argument("--backends", nargs="+", default=["auto", "ref"], help="first one is the fast path")
+    parser.add_argument("--backends", nargs="+", default=["auto", "auto+bf16", "ref"],
+                        help="scan backends, first one the fast path; NAME+bf16: bf16 projections")
     parser.add_argument("--lengths", type=int, nargs="+", help="default 1k 4k 16k 131k 1M (--quick: 1k 4k 16k)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4], help="batch sweep at --batch-len")
     parser.add_argument("--batch-len", type=int, default=4096)

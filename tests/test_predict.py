@@ -173,3 +173,18 @@ def test_grelu_caduceus_ps_track_model_gives_the_same_tracks_on_both_strands(tmp
     assert res.predictor.output_kind == "tracks" and res.values.shape == (2, 2, 14)
     np.testing.assert_allclose(res.values[1], res.values[0], rtol=1e-5, atol=1e-6)
     assert np.abs(res.values[0, :, 1:] - res.values[0, :, :-1]).max() > 1e-4  # not a flat track
+
+
+def test_predict_cli_bf16_projections_close_to_float32(tmp_path: Path) -> None:
+    """``--bf16``: same table, embeddings within bf16 rounding of the float32 ones (and not identical to them)."""
+    files = real_data(tmp_path)
+    argv = ["predict", "--fasta", str(files["fasta"]), "--bed", str(files["bed"])]
+    argv += ["--weights", str(shipped_weights("tiny_ps")), "--seq-len", str(SEQ_LEN)]
+    assert main([*argv, "--out", str(tmp_path / "fp32.parquet")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "bf16.parquet"), "--bf16"]) == 0
+    a, b = pl.read_parquet(tmp_path / "fp32.parquet"), pl.read_parquet(tmp_path / "bf16.parquet")
+    assert a.columns == b.columns and a.height == b.height
+    emb = [c for c in a.columns if c.startswith("emb_")]
+    x, y = a.select(emb).to_numpy(), b.select(emb).to_numpy()
+    err = np.abs(y - x).max() / np.abs(x).max()
+    assert 0 < err < 3e-2, err

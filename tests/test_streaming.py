@@ -74,3 +74,91 @@ def test_gradient_checkpointing_gives_the_same_gradients() -> None:
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     for name, g in grads[0].items():
         assert rel_err(grads[1][name], g) < 1e-5, name
+
+
+def _linear_dtypes(monkeypatch: pytest.MonkeyPatch) -> list[torch.dtype]:
+    """Record the input dtype of every projection the streaming path runs."""
+    import caduceus_plugin.models.streaming as streaming
+
+    seen: list[torch.dtype] = []
+    original = streaming.F.linear
+
+    def spy(x, w, b=None):  # type: ignore[no-untyped-def]
+        seen.append(x.dtype)
+        assert w.dtype == x.dtype
+        return original(x, w, b)
+
+    monkeypatch.setattr(streaming.F, "linear", spy)
+    return seen
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("name", ["ps_d32_l2_fused", "ph_d24_l2_fused"])
+def test_bf16_matmuls_match_fixture_within_stated_tolerance(
+    name: str, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bf16 projections (scan, conv, norms and residuals in float32): within 2e-2 of the authors' outputs, and not
+    bitwise float32 (the projections really ran in bf16)."""
+    monkeypatch.setenv("CADUCEUS_CHUNK_LEN", "24")
+    folder = CADUCEUS_FIXTURES / name
+    expected = load_file(str(folder / "expected.safetensors"))
+    model = caduceus_plugin.from_pretrained(folder)
+    seen = _linear_dtypes(monkeypatch)
+    with torch.no_grad(), caduceus_plugin.scan_backend(backend):
+        fp32 = model.caduceus(expected["input_ids"])
+        assert set(seen) == {torch.float32}
+        seen.clear()
+        model.backbone.matmul_dtype = "bf16"
+        hidden = model.caduceus(expected["input_ids"])
+    assert seen and set(seen) == {torch.bfloat16}
+    assert hidden.dtype == torch.float32
+    assert rel_err(fp32, expected["hidden_states"]) < 1e-5
+    err = rel_err(hidden, expected["hidden_states"])
+    assert 1e-5 < err < 2e-2, err
+
+
+def test_bf16_matmuls_keep_rc_equivariance_exact() -> None:
+    """The bf16 path applies the same arithmetic to both strands: PS stays exactly RC-equivariant."""
+    from caduceus_plugin.models.rcps import rc_hidden, rc_ids
+
+    model = tiny_model(3)
+    model.backbone.matmul_dtype = torch.bfloat16
+    ids = random_ids(1, 40, 3)
+    with torch.no_grad():
+        out = model.caduceus(ids)
+        out_rc = model.caduceus(rc_ids(ids, model.config.full_complement_map()))
+    assert rel_err(rc_hidden(out_rc), out) < 1e-6
+
+
+def test_bf16_matmuls_by_autocast_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from caduceus_plugin.models.streaming import matmul_dtype, resolve_matmul_dtype
+
+    cpu = torch.device("cpu")
+    assert resolve_matmul_dtype(None, cpu) is None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert resolve_matmul_dtype(None, cpu) == torch.bfloat16
+        assert resolve_matmul_dtype("fp32", cpu) is None  # an explicit choice wins
+    monkeypatch.setenv("CADUCEUS_MATMUL_DTYPE", "bf16")
+    assert resolve_matmul_dtype(None, cpu) == torch.bfloat16
+    monkeypatch.setenv("CADUCEUS_MATMUL_DTYPE", "fp8")
+    with pytest.raises(ValueError, match="matmul dtype must be one of"):
+        resolve_matmul_dtype(None, cpu)
+    monkeypatch.delenv("CADUCEUS_MATMUL_DTYPE")
+    with matmul_dtype("bf16"):
+        assert resolve_matmul_dtype(None, cpu) == torch.bfloat16
+        with matmul_dtype("fp32"):
+            assert resolve_matmul_dtype(None, cpu) is None
+        assert resolve_matmul_dtype("fp32", cpu) is None
+    assert resolve_matmul_dtype(None, cpu) is None
+
+    model = tiny_model(4, rcps=False)
+    ids = random_ids(1, 30, 4)
+    seen = _linear_dtypes(monkeypatch)
+    with torch.no_grad():
+        expected = model.caduceus(ids)
+        seen.clear()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            hidden = model.caduceus(ids)
+    assert seen and set(seen) == {torch.bfloat16}
+    assert hidden.dtype == torch.float32
+    assert 0 < rel_err(hidden, expected) < 2e-2

@@ -100,6 +100,9 @@ class CaduceusBackbone(nn.Module):
         #: O(n_layer * l * c) instead of O(n_layer * l * e * several)). None: automatic, on when a batch holds at
         #: least ``CHECKPOINT_MIN_TOKENS`` tokens.
         self.gradient_checkpointing: bool | None = None
+        #: Compute dtype of the projections on the length-chunked inference path: None (float32; bf16 under CPU
+        #: bf16 autocast or with ``CADUCEUS_MATMUL_DTYPE=bf16``), or ``torch.bfloat16`` / ``"bf16"``.
+        self.matmul_dtype: torch.dtype | str | None = None
 
     def forward(
         self,
@@ -120,7 +123,7 @@ class CaduceusBackbone(nn.Module):
         if stream:
             from caduceus_plugin.models.streaming import backbone_stream
 
-            return backbone_stream(self, hidden)
+            return backbone_stream(self, hidden, matmul_dtype=self.matmul_dtype)
         return self.forward_embeddings(hidden)
 
     def forward_embeddings(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -106,21 +107,27 @@ class Mamba(nn.Module):
         self.D.fill_(1.0)
 
     def ssm(
-        self, xz: torch.Tensor, state: tuple[torch.Tensor | None, torch.Tensor | None] | None = None
+        self,
+        xz: torch.Tensor,
+        state: tuple[torch.Tensor | None, torch.Tensor | None] | None = None,
+        linear: Callable[..., torch.Tensor] | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Everything between the two projections: ``xz`` (b, l, 2e) -> gated ``y`` (b, l, e).
 
         With ``state = (conv_context, ssm_state)`` (either may be None: zeros), ``xz`` continues a sequence whose
         earlier part left that state, and ``(y, new_state)`` is returned (inference piece by piece).
+        ``linear(module, x, bias=True)`` applies x_proj and dt_proj (default: the modules' own arithmetic).
         """
         x, z = rearrange(xz, "b l e -> b e l").chunk(2, dim=1)
         if state is None:
             x = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias)
         else:
             x, ctx = causal_conv1d_step(x, self.conv1d.weight, self.conv1d.bias, state[0])
-        x_dbl = self.x_proj(rearrange(x, "b e l -> b l e"))
+        x_cl = rearrange(x, "b e l -> b l e")
+        x_dbl = self.x_proj(x_cl) if linear is None else linear(self.x_proj, x_cl)
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = rearrange(dt @ self.dt_proj.weight.t(), "b l e -> b e l")
+        delta = dt @ self.dt_proj.weight.t() if linear is None else linear(self.dt_proj, dt, bias=False)
+        delta = rearrange(delta, "b l e -> b e l")
         A = -torch.exp(self.A_log.float())
         result = selective_scan(
             x,
