@@ -58,3 +58,58 @@ def test_scan_pieces_with_state_equal_ref(reverse: bool, e: int, n: int, t: int)
         pieces[s] = y
     got = torch.cat([pieces[s] for s, _ in spans], dim=1)
     assert rel_err(got, ref) < 1e-5
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize(("k", "e", "t"), [(4, 40, 33), (3, 7, 9)])
+def test_conv_silu_reads_and_writes_bf16_exactly(reverse: bool, k: int, e: int, t: int) -> None:
+    """bf16 input is widened exactly (the result of its float32 copy, up to float32 rounding: the two compilations
+    may contract differently); bf16 output is the float32 result rounded to nearest, as torch rounds it."""
+    g = torch.Generator().manual_seed(k + e + t)
+    xz = torch.randn(2, t, 2 * e, generator=g).bfloat16()
+    w, b = torch.randn(e, 1, k, generator=g), torch.randn(e, generator=g)
+    ctx = torch.randn(2, k - 1, e, generator=g)
+    y32, c32 = mn.conv_silu(xz.float(), w, b, ctx, reverse)
+    y, c = mn.conv_silu(xz, w, b, ctx, reverse)
+    assert y.dtype == torch.float32 and rel_err(y, y32) < 1e-6 and torch.equal(c, c32)
+    y16, c16 = mn.conv_silu(xz, w, b, ctx, reverse, out_dtype=torch.bfloat16)
+    assert y16.dtype == torch.bfloat16 and torch.equal(c16, c32)
+    assert (y16 == y32.bfloat16()).float().mean() > 0.99  # rounding ties may differ by the last float32 bit
+    assert ((y16.float() - y32).abs() <= y32.abs() * 2**-8).all()  # within half a bf16 ulp
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize(("e", "n", "t"), [(40, 16, 70), (9, 3, 20)])
+def test_scan_reads_bf16_activations_exactly(reverse: bool, e: int, n: int, t: int) -> None:
+    """x, delta and the gate given as bf16: the float32 output for their float32 copies (to float32 rounding)."""
+    g = torch.Generator().manual_seed(e * n + t)
+    b, r = 2, 3
+    x = torch.randn(b, t, e, generator=g).bfloat16()
+    delta = (torch.randn(b, t, e, generator=g) - 1).bfloat16()
+    A = -torch.exp(torch.randn(e, n, generator=g) * 0.5)
+    bc = torch.randn(b, t, r + 2 * n, generator=g)
+    D, bias = torch.randn(e, generator=g), torch.randn(e, generator=g) * 0.3
+    xz = torch.randn(b, t, 2 * e, generator=g).bfloat16()
+    h0 = torch.randn(b, e, n, generator=g)
+    y32, h32 = mn.scan(x.float(), delta.float(), A, bc, r, D, bias, xz.float(), e, h0, reverse)
+    y, h = mn.scan(x, delta, A, bc, r, D, bias, xz, e, h0, reverse)
+    assert y.dtype == torch.float32 and rel_err(y, y32) < 1e-6 and rel_err(h, h32) < 1e-6
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_scan_adds_acc_and_rounds_once_to_bf16(reverse: bool) -> None:
+    """``acc`` is added in float32 before the single rounding of a bf16 output."""
+    g = torch.Generator().manual_seed(7)
+    b, t, e, n, r = 2, 37, 40, 16, 3
+    x, delta = torch.randn(b, t, e, generator=g), torch.randn(b, t, e, generator=g) - 1
+    A = -torch.exp(torch.randn(e, n, generator=g) * 0.5)
+    bc = torch.randn(b, t, r + 2 * n, generator=g)
+    D, bias = torch.randn(e, generator=g), torch.randn(e, generator=g) * 0.3
+    xz, acc = torch.randn(b, t, 2 * e, generator=g), torch.randn(b, t, e, generator=g)
+    y, h = mn.scan(x, delta, A, bc, r, D, bias, xz, e, None, reverse)
+    y_acc, h_acc = mn.scan(x, delta, A, bc, r, D, bias, xz, e, None, reverse, acc=acc)
+    assert rel_err(y_acc, y + acc) < 1e-6 and torch.equal(h_acc, h)
+    y16, _ = mn.scan(x, delta, A, bc, r, D, bias, xz, e, None, reverse, acc=acc, out_dtype=torch.bfloat16)
+    assert y16.dtype == torch.bfloat16
+    assert ((y16.float() - y_acc).abs() <= y_acc.abs() * 2**-8 + 1e-6).all()
+

@@ -97,12 +97,14 @@ class _Linear:
             c = self._cache[id(t)] = t.detach().to(self.dtype)  # type: ignore[arg-type]
         return c
 
-    def __call__(self, mod: nn.Linear, x: torch.Tensor, bias: bool = True) -> torch.Tensor:
+    def __call__(self, mod: nn.Linear, x: torch.Tensor, bias: bool = True, keep: bool = False) -> torch.Tensor:
+        """``mod(x)``; with a matmul dtype, float32 out unless ``keep`` (then in the matmul dtype, for the numba
+        kernels, which read bf16 directly)."""
         b = mod.bias if bias else None
         if self.dtype is None:
             return F.linear(x, mod.weight, b)
         y = F.linear(x.to(self.dtype), self._cast(mod.weight), None if b is None else self._cast(b))
-        return y.float()
+        return y if keep else y.float()
 
 
 class _Direction:
@@ -116,26 +118,30 @@ class _Direction:
         self.ctx: torch.Tensor | None = None
         self.h: torch.Tensor | None = None
 
-    def step(self, xz: torch.Tensor) -> torch.Tensor:
-        """``xz`` (b, t, 2e): the in_proj output of the next ``t`` positions -> gated ``y`` (b, t, e)."""
+    def step(self, xz: torch.Tensor, acc: torch.Tensor | None = None, to_proj: bool = False) -> torch.Tensor:
+        """``xz`` (b, t, 2e): the in_proj output of the next ``t`` positions -> gated ``y`` (b, t, e), plus ``acc``
+        when given. ``to_proj``: the result only feeds a projection, so it may come in the matmul dtype."""
         if self.fused:
-            return self._step_numba(xz)
-        if self.reverse:
-            return self._step_torch(xz.flip(1)).flip(1)
-        return self._step_torch(xz)
+            return self._step_numba(xz, acc, to_proj)
+        y = self._step_torch(xz.flip(1)).flip(1) if self.reverse else self._step_torch(xz)
+        return y if acc is None else acc + y
 
-    def _step_numba(self, xz: torch.Tensor) -> torch.Tensor:
+    def _step_numba(self, xz: torch.Tensor, acc: torch.Tensor | None, to_proj: bool) -> torch.Tensor:
         from caduceus_plugin.ops import mamba_numba
 
-        m = self.m
-        xc, self.ctx = mamba_numba.conv_silu(xz, m.conv1d.weight, m.conv1d.bias, self.ctx, self.reverse)
-        x_dbl = self.linear(m.x_proj, xc if self.linear.dtype else xc.to(xz.dtype))
-        delta = self.linear(m.dt_proj, x_dbl[..., : m.dt_rank], bias=False)  # the bias is added in the kernel
+        m, low = self.m, self.linear.dtype
+        # with bf16 matmuls the conv writes bf16 (x_proj's input), the kernels read xz, x and delta as bf16, and a
+        # result bound for out_proj is written as bf16 (the sum with ``acc`` made in float32 first)
+        xc, self.ctx = mamba_numba.conv_silu(
+            xz, m.conv1d.weight, m.conv1d.bias, self.ctx, self.reverse, out_dtype=low or torch.float32
+        )
+        x_dbl = self.linear(m.x_proj, xc if low else xc.to(xz.dtype))
+        delta = self.linear(m.dt_proj, x_dbl[..., : m.dt_rank], bias=False, keep=True)  # bias added in the kernel
         y, self.h = mamba_numba.scan(
             xc, delta, -torch.exp(m.A_log.float()), x_dbl, m.dt_rank, m.D, m.dt_proj.bias, xz, m.d_inner, self.h,
-            self.reverse,
+            self.reverse, acc=acc, out_dtype=low if (low and to_proj) else torch.float32,
         )  # fmt: skip
-        return y.to(xz.dtype)
+        return y if low else y.to(xz.dtype)
 
     def _step_torch(self, xz: torch.Tensor) -> torch.Tensor:
         y, (self.ctx, self.h) = self.m.ssm(xz, (self.ctx, self.h), linear=self.linear)
@@ -169,40 +175,39 @@ def bimamba_stream(
     tied = rev is not None and bm.weight_tie
     probe = get(0, min(chunk_len, length))
     batch, e2 = probe.shape[0], 2 * fwd.d_inner
+    device = probe.device
+    state = _Direction(fwd, reverse=False, device=device, linear=lin)
+    keep = state.fused  # the numba kernels read bf16 in_proj outputs directly (and the stash is half the size)
     itemsize = probe.element_size()
+    xz_itemsize = lin.dtype.itemsize if (keep and lin.dtype is not None) else itemsize
     budget = stash_budget
     # the stashes keep each chunk's own (contiguous) tensor: no copies, and pieces go to the kernels as they are
-    keep_xz = tied and batch * length * e2 * itemsize <= budget  # saves the largest matmul in the reverse pass
+    keep_xz = tied and batch * length * e2 * xz_itemsize <= budget  # saves the largest matmul in the reverse pass
     if keep_xz:
-        budget -= batch * length * e2 * itemsize
+        budget -= batch * length * e2 * xz_itemsize
     keep_y = tied and bm.strategy == "add" and batch * length * fwd.d_inner * itemsize <= budget  # one out_proj
     xz_stash: dict[int, torch.Tensor] = {}
     y_stash: dict[int, torch.Tensor] = {}
-
-    device = probe.device
-    state = _Direction(fwd, reverse=False, device=device, linear=lin)
     for s, e in _chunks(length, chunk_len):
         u = probe if s == 0 else get(s, e)
-        xz = lin(fwd.in_proj, u)
+        xz = lin(fwd.in_proj, u, keep=keep)
         if keep_xz:
             xz_stash[s] = xz
-        y = state.step(xz)
         if keep_y:
-            y_stash[s] = y
+            y_stash[s] = state.step(xz)
         else:
-            put(s, e, lin(fwd.out_proj, y), "set")
+            put(s, e, lin(fwd.out_proj, state.step(xz, to_proj=True)), "set")
     del probe
     if rev is None:
         return
     state = _Direction(rev, reverse=True, device=device, linear=lin)
     mode = "add" if bm.strategy == "add" else "mul"
     for s, e in _chunks(length, chunk_len, reverse=True):
-        xz = xz_stash.pop(s) if keep_xz else lin(rev.in_proj, get(s, e))
-        y = state.step(xz)
-        if keep_y:
-            put(s, e, lin(fwd.out_proj, y_stash.pop(s).add_(y)), "set")
+        xz = xz_stash.pop(s) if keep_xz else lin(rev.in_proj, get(s, e), keep=keep)
+        if keep_y:  # tied add: out_proj once, on the sum of both directions
+            put(s, e, lin(fwd.out_proj, state.step(xz, acc=y_stash.pop(s), to_proj=True)), "set")
         else:
-            put(s, e, lin(rev.out_proj, y), mode)
+            put(s, e, lin(rev.out_proj, state.step(xz, to_proj=True)), mode)
 
 
 def _write(dst: torch.Tensor, src: torch.Tensor, mode: str) -> None:

@@ -12,29 +12,78 @@ transposes, no flips. Both take ``reverse``: the piece is walked from its last r
 Both compute exactly the function of :func:`caduceus_plugin.ops.scan.selective_scan_ref` and
 :func:`caduceus_plugin.ops.conv.causal_conv1d_ref` (tests compare them), sharing the vectorised ``exp`` of
 :mod:`caduceus_plugin.ops.scan_numba`.
+
+bf16. The activations they read (``xz``, ``x``, ``delta``) may be bf16 tensors, as the projections give them with
+bf16 matmuls, and :func:`conv_silu` can write bf16: the kernels read and write the bf16 bit patterns (as int16)
+and do all arithmetic in float32, so bf16 projections need no separate conversion passes. The scan state, the
+output ``y`` and all sums stay float32.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from caduceus_plugin.ops.scan_numba import (
     _JIT,
+    _LOG2E_F64,
     _NO_STATE,
+    _SOFTPLUS_THRESHOLD,
+    _W,
+    _ZERO,
     _exp,
-    _fwd_chunk,
-    _fwd_kernel,
+    _exp2,
+    _f32,
     _launch,
+    _log1p_small,
     _n_blocks,
     _sigmoid_from,
     _threads,
-    chunk_length,
 )
 
 _TB = 64  # time rows per conv task
-_NO_CKPT = np.zeros((1, 1, 1, 1, 1), np.float32)
+_SCAN_CHUNK = 256  # time steps staged at a time by the scan
+
+
+@intrinsic
+def _ld(typingctx, v):  # type: ignore[no-untyped-def]
+    """An element read from a float32 array as is, or from an int16 array holding bf16 bit patterns widened to
+    float32 (exact: the bits move to the high half)."""
+    if v == types.float32:
+        return types.float32(v), lambda context, builder, sig, args: args[0]
+    if v != types.int16:
+        return None
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        i32 = ir.IntType(32)
+        bits = builder.shl(builder.zext(args[0], i32), ir.Constant(i32, 16))
+        return builder.bitcast(bits, ir.FloatType())
+
+    return types.float32(v), codegen
+
+
+@intrinsic
+def _st(typingctx, v, like):  # type: ignore[no-untyped-def]
+    """A float32 value in the element type of the array ``like``: as is for float32; for int16 (bf16 bits), rounded
+    to the nearest bf16, ties to even (what ``torch.Tensor.to(torch.bfloat16)`` does for finite values)."""
+    if v != types.float32 or not isinstance(like, types.Array):
+        return None
+    if like.dtype == types.float32:
+        return types.float32(v, like), lambda context, builder, sig, args: args[0]
+    if like.dtype != types.int16:
+        return None
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        i32 = ir.IntType(32)
+        bits = builder.bitcast(args[0], i32)
+        odd = builder.and_(builder.lshr(bits, ir.Constant(i32, 16)), ir.Constant(i32, 1))
+        rounded = builder.add(builder.add(bits, ir.Constant(i32, 0x7FFF)), odd)
+        return builder.trunc(builder.lshr(rounded, ir.Constant(i32, 16)), ir.IntType(16))
+
+    return types.int16(v, like), codegen
 
 
 @njit(parallel=True, **_JIT)
@@ -56,63 +105,201 @@ def _conv_kernel(x, wt, bias, ctx, out, reverse):  # type: ignore[no-untyped-def
                 r1 = nt - 1 - (i - 2) if reverse else i - 2
                 r2 = nt - 1 - (i - 1) if reverse else i - 1
                 for c in range(ne):
-                    v = bias[c] + wt[0, c] * x[bi, r0, c] + wt[1, c] * x[bi, r1, c]
-                    v += wt[2, c] * x[bi, r2, c] + wt[3, c] * x[bi, orow, c]
-                    out[bi, orow, c] = v * _sigmoid_from(v, _exp(-abs(v)))
+                    v = bias[c] + wt[0, c] * _ld(x[bi, r0, c]) + wt[1, c] * _ld(x[bi, r1, c])
+                    v += wt[2, c] * _ld(x[bi, r2, c]) + wt[3, c] * _ld(x[bi, orow, c])
+                    out[bi, orow, c] = _st(v * _sigmoid_from(v, _exp(-abs(v))), out)
             elif i >= k1:  # every tap inside the piece
                 for c in range(ne):
                     v = bias[c]
                     for k in range(nk):
                         j = i - k1 + k
-                        v += wt[k, c] * x[bi, nt - 1 - j if reverse else j, c]
-                    out[bi, orow, c] = v * _sigmoid_from(v, _exp(-abs(v)))
+                        v += wt[k, c] * _ld(x[bi, nt - 1 - j if reverse else j, c])
+                    out[bi, orow, c] = _st(v * _sigmoid_from(v, _exp(-abs(v))), out)
             else:  # the first k-1 rows also read the context
                 for c in range(ne):
                     v = bias[c]
                     for k in range(nk):
                         j = i - k1 + k
                         if j >= 0:
-                            v += wt[k, c] * x[bi, nt - 1 - j if reverse else j, c]
+                            v += wt[k, c] * _ld(x[bi, nt - 1 - j if reverse else j, c])
                         else:
                             v += wt[k, c] * ctx[bi, k1 + j, c]
-                    out[bi, orow, c] = v * _sigmoid_from(v, _exp(-abs(v)))
+                    out[bi, orow, c] = _st(v * _sigmoid_from(v, _exp(-abs(v))), out)
+
+
+@njit(inline="always", **_JIT)
+def _stage(xv, dv, PW, DB, UB, YB, task, gi, i, q):  # type: ignore[no-untyped-def]
+    """Lane q of step i: dt = softplus(delta + bias) into DB, dt * x into UB, D * x (the skip) into YB."""
+    v = dv + PW[task, gi, 1, q]
+    sp = max(v, _ZERO) + _log1p_small(_exp(-abs(v)))
+    v = sp if v <= _SOFTPLUS_THRESHOLD else v  # NaN stays NaN
+    DB[task, i, q] = v
+    UB[task, i, q] = v * xv
+    YB[task, i, q] = PW[task, gi, 0, q] * xv
+
+
+@njit(parallel=True, **_JIT)
+def _scan_kernel(  # type: ignore[no-untyped-def]
+    x, delta, A, bc, b_off, D, bias, z, z_off, acc, has_acc, out, reverse, nblk, h0, has_h0, hlast,
+):  # fmt: skip
+    """Channels-last selective scan of one piece (inference): softplus(delta + bias), the recurrence from ``h0``, the
+    ``D`` skip and the ``silu(z)`` gate. ``x``, ``delta`` (b, t, e) and ``z`` (b, t, *, gate at ``z_off``) are
+    float32 or bf16 bits (int16); ``bc`` (b, t, *) float32 with B at ``b_off`` and C right after; ``acc`` (b, t, e)
+    float32 is added to the output when ``has_acc``; ``out`` (b, t, e) float32 or bf16 bits; ``h0``/``hlast``
+    (b, e, n) float32. ``reverse`` walks the rows from last to first.
+
+    Tasks are (batch row, block of 16-channel groups). Per chunk of ``_SCAN_CHUNK`` steps and group: x, dt and
+    dt * x are staged in lane layout (16 channels per vector), then the recurrence runs state index outermost so
+    that one state vector stays in a register through the chunk, the output accumulating in the staged ``y``.
+    """
+    nb, nl, ne = x.shape
+    nn = A.shape[1]
+    chunk = _SCAN_CHUNK
+    ngr = (ne + _W - 1) // _W
+    nch = (nl + chunk - 1) // chunk
+    ntask = nb * nblk
+    gmax = (ngr + nblk - 1) // nblk
+    HS = np.empty((ntask, gmax, nn, _W), np.float32)  # state of each group
+    AW = np.empty((ntask, gmax, nn, _W), np.float32)  # A * log2(e) in lane layout (0 in padding lanes)
+    PW = np.empty((ntask, gmax, 2, _W), np.float32)  # D and delta_bias in lane layout
+    DB = np.empty((ntask, chunk, _W), np.float32)  # delta, then dt
+    UB = np.empty((ntask, chunk, _W), np.float32)  # dt * x
+    YB = np.empty((ntask, chunk, _W), np.float32)  # output, from D * x
+    XB = np.empty((ntask, chunk, _W), np.float32)  # x
+    ZB = np.empty((ntask, chunk, _W), np.float32)  # the gate's input z
+    BB = np.empty((ntask, nn, chunk), np.float32)  # B and C of the chunk in scan order, state index first
+    CB = np.empty((ntask, nn, chunk), np.float32)
+    for task in prange(ntask):
+        bi = task // nblk
+        blk = task - bi * nblk
+        g0 = blk * ngr // nblk
+        g1 = (blk + 1) * ngr // nblk
+        for gi in range(g1 - g0):
+            c0 = (g0 + gi) * _W
+            for q in range(_W):
+                ch = c0 + q
+                live = ch < ne
+                for j in range(nn):
+                    AW[task, gi, j, q] = _f32(np.float64(A[ch, j]) * _LOG2E_F64) if live else _ZERO
+                    HS[task, gi, j, q] = h0[bi, ch, j] if (live and has_h0) else _ZERO
+                PW[task, gi, 0, q] = D[ch] if live else _ZERO
+                PW[task, gi, 1, q] = bias[ch] if live else _ZERO
+        for c in range(nch):
+            t0 = c * chunk
+            lc = min(chunk, nl - t0)
+            for i in range(lc):
+                row = nl - 1 - (t0 + i) if reverse else t0 + i
+                for j in range(nn):
+                    BB[task, j, i] = bc[bi, row, b_off + j]
+                    CB[task, j, i] = bc[bi, row, b_off + nn + j]
+            for gi in range(g1 - g0):
+                c0 = (g0 + gi) * _W
+                m = min(_W, ne - c0)
+                # loads first, nothing else: many independent cache misses in flight (the rows were written by
+                # the projections a while ago and are usually not in cache)
+                for i in range(lc):
+                    row = nl - 1 - (t0 + i) if reverse else t0 + i
+                    if m == _W:
+                        for q in range(_W):
+                            XB[task, i, q] = _ld(x[bi, row, c0 + q])
+                            DB[task, i, q] = _ld(delta[bi, row, c0 + q])
+                            ZB[task, i, q] = _ld(z[bi, row, z_off + c0 + q])
+                    else:  # a partial group: padding lanes read as 0
+                        for q in range(_W):
+                            XB[task, i, q] = _ld(x[bi, row, c0 + q]) if q < m else _ZERO
+                            DB[task, i, q] = _ld(delta[bi, row, c0 + q]) if q < m else _ZERO
+                            ZB[task, i, q] = _ld(z[bi, row, z_off + c0 + q]) if q < m else _ZERO
+                for i in range(lc):
+                    for q in range(_W):
+                        _stage(XB[task, i, q], DB[task, i, q], PW, DB, UB, YB, task, gi, i, q)
+                for j in range(nn):
+                    for i in range(lc):
+                        bb = BB[task, j, i]
+                        cc = CB[task, j, i]
+                        for q in range(_W):
+                            hv = _exp2(DB[task, i, q] * AW[task, gi, j, q]) * HS[task, gi, j, q]
+                            hv += UB[task, i, q] * bb
+                            HS[task, gi, j, q] = hv
+                            YB[task, i, q] += cc * hv
+                for i in range(lc):  # the gate
+                    for q in range(_W):
+                        zq = ZB[task, i, q]
+                        YB[task, i, q] *= zq * _sigmoid_from(zq, _exp(-abs(zq)))
+                for i in range(lc):  # (+ acc) out
+                    row = nl - 1 - (t0 + i) if reverse else t0 + i
+                    if m == _W and not has_acc:
+                        for q in range(_W):
+                            out[bi, row, c0 + q] = _st(YB[task, i, q], out)
+                    elif m == _W:
+                        for q in range(_W):
+                            out[bi, row, c0 + q] = _st(YB[task, i, q] + acc[bi, row, c0 + q], out)
+                    else:
+                        for q in range(m):
+                            v = YB[task, i, q] + acc[bi, row, c0 + q] if has_acc else YB[task, i, q]
+                            out[bi, row, c0 + q] = _st(v, out)
+        for gi in range(g1 - g0):
+            c0 = (g0 + gi) * _W
+            for j in range(nn):
+                for q in range(min(_W, ne - c0)):
+                    hlast[bi, c0 + q, j] = HS[task, gi, j, q]
 
 
 def _c32(t: torch.Tensor) -> np.ndarray:
     return t.detach().to(torch.float32).contiguous().numpy()
 
 
+def _act(t: torch.Tensor) -> np.ndarray:
+    """An activation for the kernels without conversion: float32 as is, bf16 as its bit patterns (int16); other
+    dtypes converted to float32."""
+    t = t.detach().contiguous()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy()
+    return t.to(torch.float32).numpy()
+
+
 def conv_silu(
-    xz: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ctx: torch.Tensor | None, reverse: bool
+    xz: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    ctx: torch.Tensor | None,
+    reverse: bool,
+    out_dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Causal depthwise conv + SiLU of the first ``e`` channels of ``xz`` (b, t, >=e), channels-last.
 
     Args:
-        xz: the in_proj output of a piece, physical (genomic) row order; the conv reads channels ``[0, e)``.
+        xz: the in_proj output of a piece (float32 or bf16), physical (genomic) row order; the conv reads channels
+            ``[0, e)``.
         weight: (e, 1, k) or (e, k); bias: (e,).
-        ctx: (b, k-1, e) the previous ``k-1`` inputs in scan order (zeros when None).
+        ctx: (b, k-1, e) float32, the previous ``k-1`` inputs in scan order (zeros when None).
         reverse: scan the piece from its last row to its first.
+        out_dtype: float32, or bf16 (rounded once, from the float32 result).
 
     Returns:
-        ``(y, ctx)``: y (b, t, e) float32 in physical row order, and the new context (the last k-1 inputs in scan
-        order).
+        ``(y, ctx)``: y (b, t, e) in ``out_dtype`` in physical row order, and the new context (float32: the last k-1
+        inputs in scan order).
     """
     w = weight.reshape(weight.shape[0], -1)
     e, k = w.shape
     b, t, _ = xz.shape
-    xs = xz.float().contiguous()  # no copy when already float32 and contiguous
     if ctx is None:
-        ctx = xz.new_zeros(b, k - 1, e, dtype=torch.float32)
+        ctx = torch.zeros(b, k - 1, e, dtype=torch.float32)
     bias_f = bias if bias is not None else w.new_zeros(e)
-    out = torch.empty(b, t, e)
-    _threads()
-    _launch(_conv_kernel, xs.numpy(), _c32(w.t()), _c32(bias_f), _c32(ctx), out.numpy(), reverse)
-    # next context: the last k-1 inputs in scan order (oldest first)
-    if t >= k - 1:
-        tail = xs[:, : k - 1, :e].flip(1) if reverse else xs[:, t - (k - 1) :, :e]
-        new_ctx = tail.contiguous()
+    if out_dtype == torch.bfloat16:
+        out = torch.empty(b, t, e, dtype=torch.bfloat16)
+        out_np = out.view(torch.int16).numpy()
     else:
-        seen = xs[:, :, :e].flip(1) if reverse else xs[:, :, :e]
+        out = torch.empty(b, t, e)
+        out_np = out.numpy()
+    _threads()
+    _launch(_conv_kernel, _act(xz), _c32(w.t()), _c32(bias_f), _c32(ctx), out_np, reverse)
+    # next context: the last k-1 inputs in scan order (oldest first)
+    xs = xz[..., :e]
+    if t >= k - 1:
+        tail = xs[:, : k - 1].flip(1) if reverse else xs[:, t - (k - 1) :]
+        new_ctx = tail.float().contiguous()
+    else:
+        seen = (xs.flip(1) if reverse else xs).float()
         new_ctx = torch.cat([ctx, seen], dim=1)[:, -(k - 1) :].contiguous()
     return out, new_ctx
 
@@ -129,33 +316,40 @@ def scan(
     z_off: int,
     h0: torch.Tensor | None,
     reverse: bool,
+    acc: torch.Tensor | None = None,
+    out_dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Selective scan of a piece in channels-last layout (inference only), from state ``h0``.
 
     Args:
-        x, delta: (b, t, e) conv output and step sizes before bias/softplus.
+        x, delta: (b, t, e) conv output and step sizes before bias/softplus (float32 or bf16).
         A: (e, n) negative; D, delta_bias: (e,).
         bc: (b, t, *) with B in channels ``[bc_off, bc_off + n)`` and C right after (the x_proj output).
-        z_src: (b, t, *) with the gate in channels ``[z_off, z_off + e)`` (the in_proj output).
+        z_src: (b, t, *) with the gate in channels ``[z_off, z_off + e)`` (the in_proj output; float32 or bf16).
         h0: (b, e, n) state before the piece in scan order (zeros when None).
         reverse: scan from the last row to the first.
+        acc: (b, t, e) float32 added to the output (e.g. the other direction's, before a shared projection).
+        out_dtype: float32, or bf16 (the float32 result, sum with ``acc`` included, rounded once).
 
     Returns:
-        ``(y, h)``: gated output (b, t, e) float32 in physical row order, and the state after the piece.
+        ``(y, h)``: gated output (b, t, e) in ``out_dtype`` in physical row order, and the state after the piece.
     """
     b, t, e = x.shape
     n = A.shape[1]
-    out = torch.empty(b, t, e)
+    if out_dtype == torch.bfloat16:
+        out = torch.empty(b, t, e, dtype=torch.bfloat16)
+        out_np = out.view(torch.int16).numpy()
+    else:
+        out = torch.empty(b, t, e)
+        out_np = out.numpy()
     hlast = torch.empty(b, e, n)
     h0_np = _c32(h0) if h0 is not None else _NO_STATE
-    bt = bc[..., bc_off : bc_off + n].float().contiguous()
-    ct = bc[..., bc_off + n : bc_off + 2 * n].float().contiguous()
     nblk = _n_blocks(b, e, _threads())
     _launch(
-        _fwd_kernel,
-        _c32(x), _c32(delta), _c32(A), bt.numpy(), ct.numpy(), _c32(D), _c32(z_src), _c32(delta_bias), out.numpy(),
-        _NO_CKPT, True, True, True, True, False, _fwd_chunk(chunk_length(n)), chunk_length(n), nblk,
-        True, reverse, z_off, h0_np, h0 is not None, hlast.numpy(), True,
+        _scan_kernel,
+        _act(x), _act(delta), _c32(A), _c32(bc), bc_off, _c32(D), _c32(delta_bias), _act(z_src), z_off,
+        _NO_STATE if acc is None else _c32(acc), acc is not None, out_np, reverse, nblk, h0_np, h0 is not None,
+        hlast.numpy(),
     )  # fmt: skip
     return out, hlast
 
