@@ -8,14 +8,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from caduceus_plugin.commands import add_bf16_argument, matmul_precision
 from caduceus_plugin.commands import positive_int as _positive_int
 
 
 def _run(args: argparse.Namespace) -> int:
-    from caduceus_plugin.models.streaming import matmul_dtype
     from caduceus_plugin.variants import score_variants
 
-    with matmul_dtype("bf16" if args.bf16 else None):
+    with matmul_precision(args):
         table = score_variants(
             args.fasta,
             args.vcf,
@@ -59,11 +59,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seq-len", type=_positive_int, metavar="N", help="input length (default: the model's own)")
     p.add_argument("--batch-size", type=_positive_int, default=8, metavar="N", help="variants per batch (default 8)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available, else cpu")
-    p.add_argument(
-        "--bf16",
-        action="store_true",
-        help="run the Caduceus projections in bf16 (scan, conv, norms and residuals stay float32): faster on CPUs "
-        "with AVX512-BF16 or AMX, outputs within about 1e-2 relative of float32",
-    )
+    add_bf16_argument(p)
     p.add_argument("--format", choices=("parquet", "tsv"), help="default: from the --out suffix")
     p.set_defaults(func=_run)

@@ -29,17 +29,16 @@ from numba.extending import intrinsic
 
 from caduceus_plugin.ops.scan_numba import (
     _JIT,
-    _LOG2E_F64,
     _NO_STATE,
     _SOFTPLUS_THRESHOLD,
     _W,
     _ZERO,
     _exp,
-    _exp2,
-    _f32,
+    _fill_lanes,
     _launch,
     _log1p_small,
     _n_blocks,
+    _recur_step,
     _sigmoid_from,
     _threads,
 )
@@ -176,14 +175,10 @@ def _scan_kernel(  # type: ignore[no-untyped-def]
         g1 = (blk + 1) * ngr // nblk
         for gi in range(g1 - g0):
             c0 = (g0 + gi) * _W
+            _fill_lanes(A, D, bias, True, True, c0, AW, PW, task, gi)
             for q in range(_W):
-                ch = c0 + q
-                live = ch < ne
                 for j in range(nn):
-                    AW[task, gi, j, q] = _f32(np.float64(A[ch, j]) * _LOG2E_F64) if live else _ZERO
-                    HS[task, gi, j, q] = h0[bi, ch, j] if (live and has_h0) else _ZERO
-                PW[task, gi, 0, q] = D[ch] if live else _ZERO
-                PW[task, gi, 1, q] = bias[ch] if live else _ZERO
+                    HS[task, gi, j, q] = h0[bi, c0 + q, j] if (c0 + q < ne and has_h0) else _ZERO
         for c in range(nch):
             t0 = c * chunk
             lc = min(chunk, nl - t0)
@@ -214,13 +209,7 @@ def _scan_kernel(  # type: ignore[no-untyped-def]
                         _stage(XB[task, i, q], DB[task, i, q], PW, DB, UB, YB, task, gi, i, q)
                 for j in range(nn):
                     for i in range(lc):
-                        bb = BB[task, j, i]
-                        cc = CB[task, j, i]
-                        for q in range(_W):
-                            hv = _exp2(DB[task, i, q] * AW[task, gi, j, q]) * HS[task, gi, j, q]
-                            hv += UB[task, i, q] * bb
-                            HS[task, gi, j, q] = hv
-                            YB[task, i, q] += cc * hv
+                        _recur_step(DB, UB, YB, AW, HS, BB, CB, task, gi, j, i)
                 for i in range(lc):  # the gate
                     for q in range(_W):
                         zq = ZB[task, i, q]
@@ -246,6 +235,15 @@ def _scan_kernel(  # type: ignore[no-untyped-def]
 
 def _c32(t: torch.Tensor) -> np.ndarray:
     return t.detach().to(torch.float32).contiguous().numpy()
+
+
+def _out_buffer(shape: tuple[int, ...], dtype: torch.dtype) -> tuple[torch.Tensor, np.ndarray]:
+    """A new float32 or bf16 tensor and the array the kernels write into (bf16 as its int16 bit patterns)."""
+    if dtype == torch.bfloat16:
+        out = torch.empty(shape, dtype=torch.bfloat16)
+        return out, out.view(torch.int16).numpy()
+    out = torch.empty(shape)
+    return out, out.numpy()
 
 
 def _act(t: torch.Tensor) -> np.ndarray:
@@ -285,12 +283,7 @@ def conv_silu(
     if ctx is None:
         ctx = torch.zeros(b, k - 1, e, dtype=torch.float32)
     bias_f = bias if bias is not None else w.new_zeros(e)
-    if out_dtype == torch.bfloat16:
-        out = torch.empty(b, t, e, dtype=torch.bfloat16)
-        out_np = out.view(torch.int16).numpy()
-    else:
-        out = torch.empty(b, t, e)
-        out_np = out.numpy()
+    out, out_np = _out_buffer((b, t, e), out_dtype)
     _threads()
     _launch(_conv_kernel, _act(xz), _c32(w.t()), _c32(bias_f), _c32(ctx), out_np, reverse)
     # next context: the last k-1 inputs in scan order (oldest first)
@@ -336,12 +329,7 @@ def scan(
     """
     b, t, e = x.shape
     n = A.shape[1]
-    if out_dtype == torch.bfloat16:
-        out = torch.empty(b, t, e, dtype=torch.bfloat16)
-        out_np = out.view(torch.int16).numpy()
-    else:
-        out = torch.empty(b, t, e)
-        out_np = out.numpy()
+    out, out_np = _out_buffer((b, t, e), out_dtype)
     hlast = torch.empty(b, e, n)
     h0_np = _c32(h0) if h0 is not None else _NO_STATE
     nblk = _n_blocks(b, e, _threads())

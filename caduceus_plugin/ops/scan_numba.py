@@ -327,26 +327,6 @@ def _load_tile(src, bi, c0, t0, m, lc, buf, task):  # type: ignore[no-untyped-de
 
 
 @njit(**_JIT)
-def _load_tile_cl(src, off, reverse, bi, c0, t0, m, lc, buf, task):  # type: ignore[no-untyped-def]
-    """Channels-last: buf[task, i, q] = src[bi, r(t0 + i), off + c0 + q]; r(t) = l-1-t with ``reverse``."""
-    nl = src.shape[1]
-    for i in range(lc):
-        row = nl - 1 - (t0 + i) if reverse else t0 + i
-        for q in range(_W):
-            buf[task, i, q] = src[bi, row, off + c0 + q] if q < m else _ZERO
-
-
-@njit(**_JIT)
-def _store_tile_cl(buf, task, dst, reverse, bi, c0, t0, m, lc):  # type: ignore[no-untyped-def]
-    """Channels-last: dst[bi, r(t0 + i), c0 + q] = buf[task, i, q] for i < lc, q < m."""
-    nl = dst.shape[1]
-    for i in range(lc):
-        row = nl - 1 - (t0 + i) if reverse else t0 + i
-        for q in range(m):
-            dst[bi, row, c0 + q] = buf[task, i, q]
-
-
-@njit(**_JIT)
 def _prefetch_tile(src, bi, c0, t0, m, lc):  # type: ignore[no-untyped-def]
     """Prefetch rows src[bi, c0 + q, t0 : t0 + lc] (q < m): the next chunk's tile, so that it is in cache when its
     turn comes (each row is read in short bursts, too many streams for the hardware prefetcher)."""
@@ -386,6 +366,20 @@ def _store_tile(buf, task, dst, bi, c0, t0, m, lc):  # type: ignore[no-untyped-d
                 dst[bi, c0 + q, t0 + i] = _opaque(buf[task, i, q])
 
 
+@njit(inline="always", **_JIT)
+def _recur_step(DB, UB, YB, AW, HS, BB, CB, task, gi, j, i):  # type: ignore[no-untyped-def]
+    """One step of the recurrence for state index ``j`` of group ``gi``, 16 channels per vector:
+    ``h = 2**(dt * A log2 e) * h + dt x B``, ``y += C h``. Staged buffers (see the kernels): DB dt, UB dt * x,
+    YB y (lane layout, step i); AW, HS (state index j); BB, CB (B and C, state index first)."""
+    bb = BB[task, j, i]
+    cc = CB[task, j, i]
+    for q in range(_W):
+        hv = _exp2(DB[task, i, q] * AW[task, gi, j, q]) * HS[task, gi, j, q]
+        hv += UB[task, i, q] * bb
+        HS[task, gi, j, q] = hv
+        YB[task, i, q] += cc * hv
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # kernels
 #
@@ -399,14 +393,8 @@ def _store_tile(buf, task, dst, bi, c0, t0, m, lc):  # type: ignore[no-untyped-d
 @njit(parallel=True, **_JIT)
 def _fwd_kernel(  # type: ignore[no-untyped-def]
     x, delta, A, Bt, Ct, D, z, bias, out, ckpt, has_D, has_z, has_bias, softplus, save, chunk, ck_len, nblk,
-    cl, reverse, z_off, h0, has_h0, hlast, want_h,
 ):  # fmt: skip
-    # cl: x, delta, z, out are channels-last (b, l, e) (z read at channel offset z_off), and ``reverse`` walks the
-    # rows from last to first; h0/hlast (b, e, n): the state before the first step / after the last (inference).
-    if cl:
-        nb, nl, ne = x.shape
-    else:
-        nb, ne, nl = x.shape
+    nb, ne, nl = x.shape
     nn = A.shape[1]
     ngr = (ne + _W - 1) // _W
     nch = (nl + chunk - 1) // chunk
@@ -430,32 +418,24 @@ def _fwd_kernel(  # type: ignore[no-untyped-def]
         for gi in range(g1 - g0):
             c0 = (g0 + gi) * _W
             _fill_lanes(A, D, bias, has_D, has_bias, c0, AW, PW, task, gi)
-            m0 = min(_W, ne - c0)
             for j in range(nn):
                 for q in range(_W):
-                    HS[task, gi, j, q] = h0[bi, c0 + q, j] if (has_h0 and q < m0) else _ZERO
+                    HS[task, gi, j, q] = _ZERO
         for c in range(nch):
             t0 = c * chunk
             lc = min(chunk, nl - t0)
             for i in range(lc):
-                brow = nl - 1 - (t0 + i) if reverse else t0 + i
                 for j in range(nn):
-                    BB[task, j, i] = Bt[bi, brow, j]
-                    CB[task, j, i] = Ct[bi, brow, j]
+                    BB[task, j, i] = Bt[bi, t0 + i, j]
+                    CB[task, j, i] = Ct[bi, t0 + i, j]
             for gi in range(g1 - g0):
                 c0 = (g0 + gi) * _W
                 m = min(_W, ne - c0)
-                if cl:
-                    _load_tile_cl(x, 0, reverse, bi, c0, t0, m, lc, XB, task)
-                    _load_tile_cl(delta, 0, reverse, bi, c0, t0, m, lc, DB, task)
-                    if has_z:
-                        _load_tile_cl(z, z_off, reverse, bi, c0, t0, m, lc, ZB, task)
-                else:
-                    _load_tile(x, bi, c0, t0, m, lc, XB, task)
-                    _load_tile(delta, bi, c0, t0, m, lc, DB, task)
-                    if has_z:
-                        _load_tile(z, bi, c0, t0, m, lc, ZB, task)
-                if c + 1 < nch and not cl:
+                _load_tile(x, bi, c0, t0, m, lc, XB, task)
+                _load_tile(delta, bi, c0, t0, m, lc, DB, task)
+                if has_z:
+                    _load_tile(z, bi, c0, t0, m, lc, ZB, task)
+                if c + 1 < nch:
                     tn = t0 + chunk
                     ln = min(chunk, nl - tn)
                     _prefetch_tile(x, bi, c0, tn, m, ln)
@@ -488,22 +468,10 @@ def _fwd_kernel(  # type: ignore[no-untyped-def]
                             for q in range(_W):
                                 ckpt[bi, g0 + gi, (t0 + s0) // ck_len, j, q] = HS[task, gi, j, q]
                             for i in range(s0, min(s0 + ck_len, lc)):
-                                bb = BB[task, j, i]
-                                cc = CB[task, j, i]
-                                for q in range(_W):
-                                    hv = _exp2(DB[task, i, q] * AW[task, gi, j, q]) * HS[task, gi, j, q]
-                                    hv += UB[task, i, q] * bb
-                                    HS[task, gi, j, q] = hv
-                                    YB[task, i, q] += cc * hv
+                                _recur_step(DB, UB, YB, AW, HS, BB, CB, task, gi, j, i)
                     else:  # the same loop from 0: numba then knows i >= 0 and indexes without wraparound fixes
                         for i in range(lc):
-                            bb = BB[task, j, i]
-                            cc = CB[task, j, i]
-                            for q in range(_W):
-                                hv = _exp2(DB[task, i, q] * AW[task, gi, j, q]) * HS[task, gi, j, q]
-                                hv += UB[task, i, q] * bb
-                                HS[task, gi, j, q] = hv
-                                YB[task, i, q] += cc * hv
+                            _recur_step(DB, UB, YB, AW, HS, BB, CB, task, gi, j, i)
                 # D skip and gate
                 if has_z:
                     for i in range(lc):
@@ -515,16 +483,7 @@ def _fwd_kernel(  # type: ignore[no-untyped-def]
                     for i in range(lc):
                         for q in range(_W):
                             YB[task, i, q] += PW[task, gi, 0, q] * XB[task, i, q]
-                if cl:
-                    _store_tile_cl(YB, task, out, reverse, bi, c0, t0, m, lc)
-                else:
-                    _store_tile(YB, task, out, bi, c0, t0, m, lc)
-        if want_h:
-            for gi in range(g1 - g0):
-                c0 = (g0 + gi) * _W
-                for j in range(nn):
-                    for q in range(min(_W, ne - c0)):
-                        hlast[bi, c0 + q, j] = HS[task, gi, j, q]
+                _store_tile(YB, task, out, bi, c0, t0, m, lc)
 
 
 @njit(parallel=True, **_JIT)
@@ -812,7 +771,7 @@ def _forward(
         _fwd_kernel,
         xf.numpy(), df.numpy(), Af.numpy(), Bt.numpy(), Ct.numpy(), Df.numpy(), zf.numpy(), bf.numpy(), out.numpy(),
         ckpt.numpy(), D is not None, z is not None, delta_bias is not None, bool(delta_softplus), save,
-        _fwd_chunk(ck_len), ck_len, nblk, False, False, 0, _NO_STATE, False, _NO_STATE, False,
+        _fwd_chunk(ck_len), ck_len, nblk,
     )  # fmt: skip
     return out.to(x.dtype), (xf, df, Af, Bt, Ct, Df, zf, bf, ckpt)
 
