@@ -83,6 +83,20 @@ def test_bad_backend_env_is_one_line() -> None:
     assert proc.returncode == 2 and proc.stderr.startswith("error: unknown $CADUCEUS_SCAN_BACKEND 'gpu'")
 
 
+def test_bad_matmul_dtype_env_is_one_line(tmp_path) -> None:
+    import os
+
+    env = dict(os.environ, CADUCEUS_MATMUL_DTYPE="fp8")
+    out = tmp_path / "demo"
+    argv = [sys.executable, "-m", "caduceus_plugin.cli", "demo", "--out", str(out)]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "error: matmul dtype must be one of bf16, bfloat16, float32, fp32; got 'fp8' from $CADUCEUS_MATMUL_DTYPE"
+    ]
+    assert not out.exists() or not any(out.iterdir())  # nothing written
+
+
 def test_output_into_a_closed_pipe_is_quiet() -> None:
     proc = subprocess.run(
         f"{sys.executable} -m caduceus_plugin.cli list | head -1", shell=True, capture_output=True, text=True

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from caduceus_plugin.errors import InputError
 from caduceus_plugin.models.mamba import BiMamba, Mamba
 from caduceus_plugin.ops.scan import resolve_backend
 
@@ -49,6 +50,7 @@ def default_stash_budget() -> int:
     return int(float(os.environ.get("CADUCEUS_STASH_GB", DEFAULT_STASH_BUDGET / 2**30)) * 2**30)
 
 
+MATMUL_ENV_VAR = "CADUCEUS_MATMUL_DTYPE"
 _MATMUL_DTYPES = {"fp32": None, "float32": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 _MATMUL_OVERRIDE: ContextVar[torch.dtype | str | None] = ContextVar("caduceus_matmul_dtype", default=None)
 
@@ -68,17 +70,21 @@ def matmul_dtype(dtype: torch.dtype | str | None) -> Iterator[None]:
 def resolve_matmul_dtype(matmul_dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype | None:
     """The projections' compute dtype: the argument, else the innermost :func:`matmul_dtype` block, else bf16 under
     CPU bf16 autocast, else ``CADUCEUS_MATMUL_DTYPE`` (``fp32`` or ``bf16``), else None (the tensors' own dtype)."""
+    source = "matmul_dtype"
     if matmul_dtype is None:
         matmul_dtype = _MATMUL_OVERRIDE.get()
     if matmul_dtype is None:
         if device.type == "cpu" and torch.is_autocast_enabled("cpu"):
             matmul_dtype = torch.get_autocast_dtype("cpu")
         else:
-            matmul_dtype = os.environ.get("CADUCEUS_MATMUL_DTYPE") or None
+            matmul_dtype = os.environ.get(MATMUL_ENV_VAR) or None
+            source = f"${MATMUL_ENV_VAR}"
     if isinstance(matmul_dtype, str):
-        key = matmul_dtype.lower()
+        key = matmul_dtype.strip().lower()
         if key not in _MATMUL_DTYPES:
-            raise ValueError(f"matmul dtype must be one of {sorted(_MATMUL_DTYPES)}, got {matmul_dtype!r}")
+            raise InputError(
+                f"matmul dtype must be one of {', '.join(sorted(_MATMUL_DTYPES))}; got {matmul_dtype!r} from {source}"
+            )
         matmul_dtype = _MATMUL_DTYPES[key]
     return None if matmul_dtype == torch.float32 else matmul_dtype
 
