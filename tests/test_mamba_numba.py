@@ -31,7 +31,7 @@ def test_conv_silu_pieces_equal_whole(reverse: bool, k: int, e: int, t: int) -> 
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize(("e", "n", "t"), [(40, 16, 70), (16, 4, 1), (9, 3, 20)])
+@pytest.mark.parametrize(("e", "n", "t"), [(40, 16, 70), (16, 4, 1), (9, 3, 20), (24, 6, 17)])
 def test_scan_pieces_with_state_equal_ref(reverse: bool, e: int, n: int, t: int) -> None:
     g = torch.Generator().manual_seed(e + n + t)
     b, r = 2, 3

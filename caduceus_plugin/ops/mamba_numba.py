@@ -39,6 +39,7 @@ from caduceus_plugin.ops.scan_numba import (
     _log1p_small,
     _n_blocks,
     _recur_step,
+    _recur_step4,
     _sigmoid_from,
     _threads,
 )
@@ -83,6 +84,65 @@ def _st(typingctx, v, like):  # type: ignore[no-untyped-def]
         return builder.trunc(builder.lshr(rounded, ir.Constant(i32, 16)), ir.IntType(16))
 
     return types.int16(v, like), codegen
+
+
+def _vec16_codegen(context, builder, sig, args, add: bool):  # type: ignore[no-untyped-def]
+    """``dst[doff : doff + 16] (+)= src[soff : soff + 16]`` as one vector load and one vector store; int16 (bf16
+    bits) sources are widened exactly, int16 destinations rounded to the nearest bf16 (ties to even) as in
+    :func:`_st`."""
+    i16, i32 = ir.IntType(16), ir.IntType(32)
+    f32v, i16v, i32v = ir.VectorType(ir.FloatType(), 16), ir.VectorType(i16, 16), ir.VectorType(i32, 16)
+
+    def splat(v: int) -> ir.Constant:
+        return ir.Constant(i32v, [v] * 16)
+
+    def ptr(k: int) -> ir.Value:
+        ary = context.make_array(sig.args[k])(context, builder, args[k])
+        off = context.cast(builder, args[k + 1], sig.args[k + 1], types.int64)
+        vty = f32v if sig.args[k].dtype == types.float32 else i16v
+        return builder.bitcast(builder.gep(ary.data, [off]), vty.as_pointer())
+
+    def load_f32(k: int) -> ir.Value:
+        v = builder.load(ptr(k), align=2)
+        if sig.args[k].dtype == types.float32:
+            return v
+        return builder.bitcast(builder.shl(builder.zext(v, i32v), splat(16)), f32v)
+
+    v = load_f32(0)
+    if add:
+        v = builder.fadd(v, load_f32(2))
+    if sig.args[2].dtype == types.float32:
+        builder.store(v, ptr(2), align=4)
+    else:
+        bits = builder.bitcast(v, i32v)
+        odd = builder.and_(builder.lshr(bits, splat(16)), splat(1))
+        rounded = builder.add(builder.add(bits, splat(0x7FFF)), odd)
+        builder.store(builder.trunc(builder.lshr(rounded, splat(16)), i16v), ptr(2), align=2)
+    return context.get_dummy_value()
+
+
+def _vec16_ok(src, soff, dst, doff) -> bool:  # type: ignore[no-untyped-def]
+    dtypes = (types.float32, types.int16)
+    arrays = all(isinstance(a, types.Array) and a.layout == "C" and a.dtype in dtypes for a in (src, dst))
+    return arrays and all(isinstance(o, types.Integer) for o in (soff, doff))
+
+
+@intrinsic
+def _copy16(typingctx, src, soff, dst, doff):  # type: ignore[no-untyped-def]
+    """``dst.flat[doff + k] = src.flat[soff + k]`` for k < 16 (float32 or bf16 bits on either side, converted):
+    one vector load and store. Written out as 16 indexed element copies, numba's index arithmetic keeps LLVM from
+    combining them, and the copies in and out of the staging buffers cost as much as the scan's arithmetic."""
+    if not _vec16_ok(src, soff, dst, doff):
+        return None
+    return types.void(src, soff, dst, doff), lambda c, b, sig, args: _vec16_codegen(c, b, sig, args, add=False)
+
+
+@intrinsic
+def _add16(typingctx, src, soff, dst, doff):  # type: ignore[no-untyped-def]
+    """``dst.flat[doff + k] = src.flat[soff + k] + dst.flat[doff + k]`` for k < 16, as :func:`_copy16`."""
+    if not _vec16_ok(src, soff, dst, doff):
+        return None
+    return types.void(src, soff, dst, doff), lambda c, b, sig, args: _vec16_codegen(c, b, sig, args, add=True)
 
 
 @njit(parallel=True, **_JIT)
@@ -148,11 +208,13 @@ def _scan_kernel(  # type: ignore[no-untyped-def]
     (b, e, n) float32. ``reverse`` walks the rows from last to first.
 
     Tasks are (batch row, block of 16-channel groups). Per chunk of ``_SCAN_CHUNK`` steps and group: x, dt and
-    dt * x are staged in lane layout (16 channels per vector), then the recurrence runs state index outermost so
-    that one state vector stays in a register through the chunk, the output accumulating in the staged ``y``.
+    dt * x are staged in lane layout (16 channels per vector; rows move as whole vectors, :func:`_copy16`), then the
+    recurrence runs state indices outermost, four at a time, so that four state vectors stay in registers through
+    the chunk, the output accumulating in the staged ``y``.
     """
     nb, nl, ne = x.shape
     nn = A.shape[1]
+    nz = z.shape[2]
     chunk = _SCAN_CHUNK
     ngr = (ne + _W - 1) // _W
     nch = (nl + chunk - 1) // chunk
@@ -195,10 +257,11 @@ def _scan_kernel(  # type: ignore[no-untyped-def]
                 for i in range(lc):
                     row = nl - 1 - (t0 + i) if reverse else t0 + i
                     if m == _W:
-                        for q in range(_W):
-                            XB[task, i, q] = _ld(x[bi, row, c0 + q])
-                            DB[task, i, q] = _ld(delta[bi, row, c0 + q])
-                            ZB[task, i, q] = _ld(z[bi, row, z_off + c0 + q])
+                        xo = (bi * nl + row) * ne + c0
+                        so = (task * chunk + i) * _W
+                        _copy16(x, xo, XB, so)
+                        _copy16(delta, xo, DB, so)
+                        _copy16(z, (bi * nl + row) * nz + z_off + c0, ZB, so)
                     else:  # a partial group: padding lanes read as 0
                         for q in range(_W):
                             XB[task, i, q] = _ld(x[bi, row, c0 + q]) if q < m else _ZERO
@@ -207,7 +270,10 @@ def _scan_kernel(  # type: ignore[no-untyped-def]
                 for i in range(lc):
                     for q in range(_W):
                         _stage(XB[task, i, q], DB[task, i, q], PW, DB, UB, YB, task, gi, i, q)
-                for j in range(nn):
+                for j in range(0, nn - 3, 4):  # four state indices per pass (see _recur_step4), then the rest
+                    for i in range(lc):
+                        _recur_step4(DB, UB, YB, AW, HS, BB, CB, task, gi, j, i)
+                for j in range(nn - nn % 4, nn):
                     for i in range(lc):
                         _recur_step(DB, UB, YB, AW, HS, BB, CB, task, gi, j, i)
                 for i in range(lc):  # the gate
@@ -216,12 +282,12 @@ def _scan_kernel(  # type: ignore[no-untyped-def]
                         YB[task, i, q] *= zq * _sigmoid_from(zq, _exp(-abs(zq)))
                 for i in range(lc):  # (+ acc) out
                     row = nl - 1 - (t0 + i) if reverse else t0 + i
-                    if m == _W and not has_acc:
-                        for q in range(_W):
-                            out[bi, row, c0 + q] = _st(YB[task, i, q], out)
-                    elif m == _W:
-                        for q in range(_W):
-                            out[bi, row, c0 + q] = _st(YB[task, i, q] + acc[bi, row, c0 + q], out)
+                    if m == _W:
+                        oo = (bi * nl + row) * ne + c0
+                        so = (task * chunk + i) * _W
+                        if has_acc:
+                            _add16(acc, oo, YB, so)
+                        _copy16(YB, so, out, oo)
                     else:
                         for q in range(m):
                             v = YB[task, i, q] + acc[bi, row, c0 + q] if has_acc else YB[task, i, q]

@@ -380,6 +380,34 @@ def _recur_step(DB, UB, YB, AW, HS, BB, CB, task, gi, j, i):  # type: ignore[no-
         YB[task, i, q] += cc * hv
 
 
+@njit(inline="always", **_JIT)
+def _recur_step4(DB, UB, YB, AW, HS, BB, CB, task, gi, j, i):  # type: ignore[no-untyped-def]
+    """:func:`_recur_step` for the four state indices ``j .. j+3`` at once. Four independent decay-and-update
+    chains in one loop body give the core work to overlap (one chain leaves it waiting on the latency of the
+    ``2**t`` polynomial; measured ~1.3-1.7x faster per update on Zen 4), and ``dt``, ``dt x`` and ``y`` are read
+    and written once for four states."""
+    b0 = BB[task, j, i]
+    b1 = BB[task, j + 1, i]
+    b2 = BB[task, j + 2, i]
+    b3 = BB[task, j + 3, i]
+    c0 = CB[task, j, i]
+    c1 = CB[task, j + 1, i]
+    c2 = CB[task, j + 2, i]
+    c3 = CB[task, j + 3, i]
+    for q in range(_W):
+        d = DB[task, i, q]
+        u = UB[task, i, q]
+        h0 = _exp2(d * AW[task, gi, j, q]) * HS[task, gi, j, q] + u * b0
+        h1 = _exp2(d * AW[task, gi, j + 1, q]) * HS[task, gi, j + 1, q] + u * b1
+        h2 = _exp2(d * AW[task, gi, j + 2, q]) * HS[task, gi, j + 2, q] + u * b2
+        h3 = _exp2(d * AW[task, gi, j + 3, q]) * HS[task, gi, j + 3, q] + u * b3
+        HS[task, gi, j, q] = h0
+        HS[task, gi, j + 1, q] = h1
+        HS[task, gi, j + 2, q] = h2
+        HS[task, gi, j + 3, q] = h3
+        YB[task, i, q] += (c0 * h0 + c1 * h1) + (c2 * h2 + c3 * h3)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # kernels
 #
@@ -462,14 +490,26 @@ def _fwd_kernel(  # type: ignore[no-untyped-def]
                 for i in range(lc):
                     for q in range(_W):
                         YB[task, i, q] = _ZERO
-                for j in range(nn):
+                # four state indices per pass (see _recur_step4), then the rest one by one
+                for j in range(0, nn - 3, 4):
                     if save:  # the state entering every ck_len-th step is kept for the backward
                         for s0 in range(0, lc, ck_len):  # chunk is a multiple of ck_len: s0 is a checkpoint step
+                            for jj in range(j, j + 4):
+                                for q in range(_W):
+                                    ckpt[bi, g0 + gi, (t0 + s0) // ck_len, jj, q] = HS[task, gi, jj, q]
+                            for i in range(s0, min(s0 + ck_len, lc)):
+                                _recur_step4(DB, UB, YB, AW, HS, BB, CB, task, gi, j, i)
+                    else:  # the same loop from 0: numba then knows i >= 0 and indexes without wraparound fixes
+                        for i in range(lc):
+                            _recur_step4(DB, UB, YB, AW, HS, BB, CB, task, gi, j, i)
+                for j in range(nn - nn % 4, nn):
+                    if save:
+                        for s0 in range(0, lc, ck_len):
                             for q in range(_W):
                                 ckpt[bi, g0 + gi, (t0 + s0) // ck_len, j, q] = HS[task, gi, j, q]
                             for i in range(s0, min(s0 + ck_len, lc)):
                                 _recur_step(DB, UB, YB, AW, HS, BB, CB, task, gi, j, i)
-                    else:  # the same loop from 0: numba then knows i >= 0 and indexes without wraparound fixes
+                    else:
                         for i in range(lc):
                             _recur_step(DB, UB, YB, AW, HS, BB, CB, task, gi, j, i)
                 # D skip and gate
