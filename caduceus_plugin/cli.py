@@ -42,6 +42,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     from caduceus_plugin.demo_data import REAL_REGION, paths
     from caduceus_plugin.inference import builtin_weights, load_predictor
+    from caduceus_plugin.models.streaming import describe_cpu_gemm
     from caduceus_plugin.ops.scan import describe_backends
     from caduceus_plugin.predict import predict
     from caduceus_plugin.variants import score_variants
@@ -58,6 +59,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out_dir.mkdir(exist_ok=True)
     print(f"model: {predictor.source} (RC-invariant pooled embeddings, window {predictor.seq_len} bp)")
     print(describe_backends())
+    print(describe_cpu_gemm())
     print(f"input: {demo['fasta'].name} (real GRCh37 sequence at {REAL_REGION}), {demo['tss'].name}, "
           f"{demo['variants'].name}")
     emb_path = out_dir / "tss_embeddings.parquet"
@@ -92,6 +94,7 @@ def _demo_sequence(args: argparse.Namespace) -> int:
     from caduceus_plugin.checkpoint import from_pretrained
     from caduceus_plugin.features import embed, mean_pool
     from caduceus_plugin.inference import builtin_weights
+    from caduceus_plugin.models.streaming import describe_cpu_gemm
     from caduceus_plugin.ops.scan import describe_backends
     from caduceus_plugin.tokenizer import MASK_ID, decode, reverse_complement, tokenize
 
@@ -106,6 +109,7 @@ def _demo_sequence(args: argparse.Namespace) -> int:
         f"n_layer={cfg.n_layer}, {model.num_parameters():,} parameters)"
     )
     print(describe_backends())
+    print(describe_cpu_gemm())
     ids = tokenize([seq, reverse_complement(seq)])
     with torch.inference_mode():
         out = model(ids)
@@ -159,6 +163,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     import torch
 
     import caduceus_plugin
+    from caduceus_plugin.models.streaming import describe_cpu_gemm
     from caduceus_plugin.ops.scan import describe_backends
     from caduceus_plugin.specs import load_specs
 
@@ -167,6 +172,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         f"{torch.get_num_threads()} threads, cuda={'yes' if torch.cuda.is_available() else 'no'})"
     )
     print(describe_backends())
+    print(describe_cpu_gemm())
     print("models:", ", ".join(sorted(load_specs())))
     return 0
 

@@ -97,6 +97,19 @@ def test_bad_matmul_dtype_env_is_one_line(tmp_path) -> None:
     assert not out.exists() or not any(out.iterdir())  # nothing written
 
 
+@pytest.mark.parametrize("command", ["info", "demo"])
+def test_bad_cpu_gemm_env_is_one_line(command: str, tmp_path) -> None:
+    import os
+
+    env = dict(os.environ, CADUCEUS_CPU_GEMM="mkl")
+    out = tmp_path / "demo"
+    argv = [sys.executable, "-m", "caduceus_plugin.cli", command] + (["--out", str(out)] if command == "demo" else [])
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == ["error: $CADUCEUS_CPU_GEMM must be one of auto, onednn, torch; got 'mkl'"]
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_output_into_a_closed_pipe_is_quiet() -> None:
     proc = subprocess.run(
         f"{sys.executable} -m caduceus_plugin.cli list | head -1", shell=True, capture_output=True, text=True

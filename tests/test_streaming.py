@@ -77,9 +77,10 @@ def test_gradient_checkpointing_gives_the_same_gradients() -> None:
 
 
 def _linear_dtypes(monkeypatch: pytest.MonkeyPatch) -> list[torch.dtype]:
-    """Record the input dtype of every projection the streaming path runs."""
+    """Record the input dtype of every projection the streaming path runs (float32 ones through ``F.linear`` too)."""
     import caduceus_plugin.models.streaming as streaming
 
+    monkeypatch.setenv("CADUCEUS_CPU_GEMM", "torch")
     seen: list[torch.dtype] = []
     original = streaming.F.linear
 
@@ -162,3 +163,39 @@ def test_bf16_matmuls_by_autocast_and_environment(monkeypatch: pytest.MonkeyPatc
     assert seen and set(seen) == {torch.bfloat16}
     assert hidden.dtype == torch.float32
     assert 0 < rel_err(hidden, expected) < 2e-2
+
+
+def test_cpu_gemm_choice_and_same_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    """float32 CPU projections go through oneDNN by default where it runs, through ``F.linear`` with
+    ``CADUCEUS_CPU_GEMM=torch``; both give the full forward's result (float32 rounding apart); bad values are an
+    InputError naming the variable."""
+    import caduceus_plugin.models.streaming as streaming
+    from caduceus_plugin.errors import InputError
+
+    monkeypatch.delenv("CADUCEUS_CPU_GEMM", raising=False)
+    onednn = streaming.onednn_linear_available()
+    assert streaming.cpu_gemm() == ("onednn" if onednn else "torch")
+    calls: list[int] = []
+    original = streaming._onednn_linear
+    monkeypatch.setattr(streaming, "_onednn_linear", lambda *a: calls.append(1) or original(*a))
+    model = tiny_model(6)
+    ids = random_ids(2, 50, 6)
+    with torch.no_grad():
+        full = model.caduceus(ids, stream=False)
+        default = model.caduceus(ids)
+        assert len(calls) > 0 if onednn else not calls
+        calls.clear()
+        monkeypatch.setenv("CADUCEUS_CPU_GEMM", "torch")
+        assert streaming.cpu_gemm() == "torch"
+        via_torch = model.caduceus(ids)
+        assert not calls
+    assert rel_err(default, via_torch) < 1e-5 and rel_err(default, full) < 1e-5
+    monkeypatch.setenv("CADUCEUS_CPU_GEMM", "mkl")
+    with pytest.raises(InputError, match=r"\$CADUCEUS_CPU_GEMM must be one of auto, onednn, torch; got 'mkl'"):
+        streaming.cpu_gemm()
+    monkeypatch.setattr(streaming, "onednn_linear_available", lambda: False)
+    monkeypatch.setenv("CADUCEUS_CPU_GEMM", "onednn")
+    with pytest.raises(InputError, match="has no oneDNN linear"):
+        streaming.cpu_gemm()
+    monkeypatch.setenv("CADUCEUS_CPU_GEMM", "auto")
+    assert streaming.cpu_gemm() == "torch"

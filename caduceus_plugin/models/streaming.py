@@ -20,11 +20,13 @@ With ``matmul_dtype=torch.bfloat16`` (or under ``torch.autocast("cpu", dtype=tor
 ``CADUCEUS_MATMUL_DTYPE=bf16``) they run on bf16 copies of their inputs and weights and return float32; the
 convolution, the scan, the norms and the residual stream stay float32. On CPUs with AVX512-BF16 or AMX this
 roughly halves the projections' time; the outputs then differ from float32 by bf16 rounding (about 1e-2
-relative, tested). The default is float32.
+relative, tested). The default is float32, multiplied on CPU by torch's oneDNN linear where it runs (faster than
+``F.linear``'s MKL at these shapes; see :func:`cpu_gemm`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -48,6 +50,57 @@ def default_chunk_len() -> int:
 
 def default_stash_budget() -> int:
     return int(float(os.environ.get("CADUCEUS_STASH_GB", DEFAULT_STASH_BUDGET / 2**30)) * 2**30)
+
+
+GEMM_ENV_VAR = "CADUCEUS_CPU_GEMM"
+_GEMMS = ("auto", "onednn", "torch")
+
+
+@functools.cache
+def onednn_linear_available() -> bool:
+    """True when torch's oneDNN linear (``torch.ops.mkldnn._linear_pointwise``) runs here: probed once."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        y = torch.ops.mkldnn._linear_pointwise(torch.ones(2, 3), torch.ones(4, 3), None, "none", [], "")
+    except (AttributeError, RuntimeError):
+        return False
+    return bool(torch.equal(y, torch.full((2, 4), 3.0)))
+
+
+def _onednn_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
+
+
+def describe_cpu_gemm() -> str:
+    """One line for ``caduceus info`` and logs: the float32 CPU projections' library."""
+    return f"cpu projections: {cpu_gemm()} (float32; ${GEMM_ENV_VAR}=auto|onednn|torch)"
+
+
+def cpu_gemm() -> str:
+    """The library for the float32 projections of CPU inference: ``onednn`` (torch's oneDNN linear) or ``torch``
+    (``F.linear``: the BLAS torch was built with, MKL on x86 wheels).
+
+    ``$CADUCEUS_CPU_GEMM``: ``auto`` (default: ``onednn`` where it runs), ``onednn`` or ``torch``. At Caduceus'
+    shapes (a few thousand rows times 256-1024) oneDNN measured 1.3-1.5x MKL's sgemm on an AMD Zen 4
+    (``benchmarks/profile_inference.py``); both are float32 products (results differ by float32 rounding).
+
+    Raises:
+        InputError: an unknown value, or ``onednn`` forced on a torch build without it.
+    """
+    req = os.environ.get(GEMM_ENV_VAR, "auto").strip().lower() or "auto"
+    if req not in _GEMMS:
+        raise InputError(f"${GEMM_ENV_VAR} must be one of {', '.join(_GEMMS)}; got {req!r}")
+    if req == "torch":
+        return "torch"
+    if onednn_linear_available():
+        return "onednn"
+    if req == "onednn":
+        raise InputError(
+            f"${GEMM_ENV_VAR}=onednn but this torch build has no oneDNN linear (torch.backends.mkldnn): "
+            "use auto or torch"
+        )
+    return "torch"
 
 
 MATMUL_ENV_VAR = "CADUCEUS_MATMUL_DTYPE"
@@ -91,11 +144,13 @@ def resolve_matmul_dtype(matmul_dtype: torch.dtype | str | None, device: torch.d
 
 class _Linear:
     """Applies a projection's weight in the chosen matmul dtype (cached per weight for one forward), returning
-    float32; with no matmul dtype, in the tensors' own dtype."""
+    float32; with no matmul dtype, in the tensors' own dtype (float32 CPU products through :func:`cpu_gemm`'s
+    library)."""
 
     def __init__(self, dtype: torch.dtype | None):
         self.dtype = dtype
         self._cache: dict[int, torch.Tensor] = {}
+        self.onednn = dtype is None and cpu_gemm() == "onednn"
 
     def _cast(self, t: torch.Tensor) -> torch.Tensor:
         c = self._cache.get(id(t))
@@ -108,6 +163,8 @@ class _Linear:
         kernels, which read bf16 directly)."""
         b = mod.bias if bias else None
         if self.dtype is None:
+            if self.onednn and x.device.type == "cpu" and x.dtype == mod.weight.dtype == torch.float32:
+                return _onednn_linear(x, mod.weight, b)
             return F.linear(x, mod.weight, b)
         y = F.linear(x.to(self.dtype), self._cast(mod.weight), None if b is None else self._cast(b))
         return y if keep else y.float()
