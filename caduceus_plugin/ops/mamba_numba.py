@@ -48,6 +48,24 @@ _TB = 64  # time rows per conv task
 _SCAN_CHUNK = 256  # time steps staged at a time by the scan
 
 
+def _const(ty: ir.Type, v: int) -> ir.Constant:
+    """An integer constant of scalar type ``ty``, or splat across vector type ``ty``."""
+    return ir.Constant(ty, [v] * ty.count) if isinstance(ty, ir.VectorType) else ir.Constant(ty, v)
+
+
+def _bf16_to_f32(builder: ir.IRBuilder, bits: ir.Value, i32: ir.Type, f32: ir.Type) -> ir.Value:
+    """bf16 bit patterns (i16, scalar or vector) widened exactly to float32: the bits move to the high half."""
+    return builder.bitcast(builder.shl(builder.zext(bits, i32), _const(i32, 16)), f32)
+
+
+def _f32_to_bf16(builder: ir.IRBuilder, v: ir.Value, i32: ir.Type, i16: ir.Type) -> ir.Value:
+    """float32 (scalar or vector) rounded to the nearest bf16, ties to even, as bit patterns (i16)."""
+    bits = builder.bitcast(v, i32)
+    odd = builder.and_(builder.lshr(bits, _const(i32, 16)), _const(i32, 1))
+    rounded = builder.add(builder.add(bits, _const(i32, 0x7FFF)), odd)
+    return builder.trunc(builder.lshr(rounded, _const(i32, 16)), i16)
+
+
 @intrinsic
 def _ld(typingctx, v):  # type: ignore[no-untyped-def]
     """An element read from a float32 array as is, or from an int16 array holding bf16 bit patterns widened to
@@ -58,9 +76,7 @@ def _ld(typingctx, v):  # type: ignore[no-untyped-def]
         return None
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        i32 = ir.IntType(32)
-        bits = builder.shl(builder.zext(args[0], i32), ir.Constant(i32, 16))
-        return builder.bitcast(bits, ir.FloatType())
+        return _bf16_to_f32(builder, args[0], ir.IntType(32), ir.FloatType())
 
     return types.float32(v), codegen
 
@@ -77,11 +93,7 @@ def _st(typingctx, v, like):  # type: ignore[no-untyped-def]
         return None
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        i32 = ir.IntType(32)
-        bits = builder.bitcast(args[0], i32)
-        odd = builder.and_(builder.lshr(bits, ir.Constant(i32, 16)), ir.Constant(i32, 1))
-        rounded = builder.add(builder.add(bits, ir.Constant(i32, 0x7FFF)), odd)
-        return builder.trunc(builder.lshr(rounded, ir.Constant(i32, 16)), ir.IntType(16))
+        return _f32_to_bf16(builder, args[0], ir.IntType(32), ir.IntType(16))
 
     return types.int16(v, like), codegen
 
@@ -90,11 +102,7 @@ def _vec16_codegen(context, builder, sig, args, add: bool):  # type: ignore[no-u
     """``dst[doff : doff + 16] (+)= src[soff : soff + 16]`` as one vector load and one vector store; int16 (bf16
     bits) sources are widened exactly, int16 destinations rounded to the nearest bf16 (ties to even) as in
     :func:`_st`."""
-    i16, i32 = ir.IntType(16), ir.IntType(32)
-    f32v, i16v, i32v = ir.VectorType(ir.FloatType(), 16), ir.VectorType(i16, 16), ir.VectorType(i32, 16)
-
-    def splat(v: int) -> ir.Constant:
-        return ir.Constant(i32v, [v] * 16)
+    f32v, i16v, i32v = (ir.VectorType(t, 16) for t in (ir.FloatType(), ir.IntType(16), ir.IntType(32)))
 
     def ptr(k: int) -> ir.Value:
         ary = context.make_array(sig.args[k])(context, builder, args[k])
@@ -104,9 +112,7 @@ def _vec16_codegen(context, builder, sig, args, add: bool):  # type: ignore[no-u
 
     def load_f32(k: int) -> ir.Value:
         v = builder.load(ptr(k), align=2)
-        if sig.args[k].dtype == types.float32:
-            return v
-        return builder.bitcast(builder.shl(builder.zext(v, i32v), splat(16)), f32v)
+        return v if sig.args[k].dtype == types.float32 else _bf16_to_f32(builder, v, i32v, f32v)
 
     v = load_f32(0)
     if add:
@@ -114,10 +120,7 @@ def _vec16_codegen(context, builder, sig, args, add: bool):  # type: ignore[no-u
     if sig.args[2].dtype == types.float32:
         builder.store(v, ptr(2), align=4)
     else:
-        bits = builder.bitcast(v, i32v)
-        odd = builder.and_(builder.lshr(bits, splat(16)), splat(1))
-        rounded = builder.add(builder.add(bits, splat(0x7FFF)), odd)
-        builder.store(builder.trunc(builder.lshr(rounded, splat(16)), i16v), ptr(2), align=2)
+        builder.store(_f32_to_bf16(builder, v, i32v, i16v), ptr(2), align=2)
     return context.get_dummy_value()
 
 
