@@ -34,6 +34,15 @@ def shipped_weights(name: str = "tiny_ps") -> Path:
     return Path(str(resources.files("caduceus_plugin") / "weights" / name))
 
 
+def _print_compute_paths() -> None:
+    """The scan backend and the float32 CPU projections' library, as two lines (demo, embed, info)."""
+    from caduceus_plugin.models.streaming import describe_cpu_gemm
+    from caduceus_plugin.ops.scan import describe_backends
+
+    print(describe_backends())
+    print(describe_cpu_gemm())
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     if args.sequence is not None:
         return _demo_sequence(args)
@@ -42,8 +51,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     from caduceus_plugin.demo_data import REAL_REGION, paths
     from caduceus_plugin.inference import builtin_weights, load_predictor
-    from caduceus_plugin.models.streaming import describe_cpu_gemm
-    from caduceus_plugin.ops.scan import describe_backends
     from caduceus_plugin.predict import predict
     from caduceus_plugin.variants import score_variants
 
@@ -58,8 +65,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     predictor = load_predictor(None, weights)
     out_dir.mkdir(exist_ok=True)
     print(f"model: {predictor.source} (RC-invariant pooled embeddings, window {predictor.seq_len} bp)")
-    print(describe_backends())
-    print(describe_cpu_gemm())
+    _print_compute_paths()
     print(f"input: {demo['fasta'].name} (real GRCh37 sequence at {REAL_REGION}), {demo['tss'].name}, "
           f"{demo['variants'].name}")
     emb_path = out_dir / "tss_embeddings.parquet"
@@ -94,8 +100,6 @@ def _demo_sequence(args: argparse.Namespace) -> int:
     from caduceus_plugin.checkpoint import from_pretrained
     from caduceus_plugin.features import embed, mean_pool
     from caduceus_plugin.inference import builtin_weights
-    from caduceus_plugin.models.streaming import describe_cpu_gemm
-    from caduceus_plugin.ops.scan import describe_backends
     from caduceus_plugin.tokenizer import MASK_ID, decode, reverse_complement, tokenize
 
     seq = args.sequence.upper()
@@ -108,8 +112,7 @@ def _demo_sequence(args: argparse.Namespace) -> int:
         f"model: {weights} ({'Caduceus-PS' if cfg.rcps else 'Caduceus-Ph'}, d_model={cfg.d_model}, "
         f"n_layer={cfg.n_layer}, {model.num_parameters():,} parameters)"
     )
-    print(describe_backends())
-    print(describe_cpu_gemm())
+    _print_compute_paths()
     ids = tokenize([seq, reverse_complement(seq)])
     with torch.inference_mode():
         out = model(ids)
@@ -163,16 +166,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
     import torch
 
     import caduceus_plugin
-    from caduceus_plugin.models.streaming import describe_cpu_gemm
-    from caduceus_plugin.ops.scan import describe_backends
     from caduceus_plugin.specs import load_specs
 
     print(
         f"caduceus-plugin {caduceus_plugin.__version__} (torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, cuda={'yes' if torch.cuda.is_available() else 'no'})"
     )
-    print(describe_backends())
-    print(describe_cpu_gemm())
+    _print_compute_paths()
     print("models:", ", ".join(sorted(load_specs())))
     return 0
 
