@@ -74,7 +74,7 @@ def _cell(model: str, backend: str, length: int, batch: int, mode: str, repeats:
     torch.manual_seed(0)
     if model.startswith("caduceus_"):
         from caduceus_plugin import CaduceusForMaskedLM, resolve_backend, scan_backend
-        from caduceus_plugin.specs import checkpoint_config
+        from caduceus_plugin.registry.specs import checkpoint_config
 
         net = CaduceusForMaskedLM(checkpoint_config(model, "131k_d256_l16"))
         ids = torch.randint(7, 11, (batch, length))
@@ -86,15 +86,16 @@ def _cell(model: str, backend: str, length: int, batch: int, mode: str, repeats:
             times = _time(net, net.caduceus, lambda x: net(x, labels=labels[:, : x.shape[1]]).loss, ids,
                           ids[:, : min(length, 512)], mode, repeats)
     elif model == "hyenadna":  # HyenaDNA medium (6.6M; d_model 256, 8 layers), filters for max(160k, length)
-        from caduceus_plugin.models.hyenadna import HyenaDNA, hyenadna_config
+        from caduceus_plugin.models.hyenadna import HyenaDNA
+        from caduceus_plugin.registry.specs import checkpoint_config
 
-        net = HyenaDNA(hyenadna_config("medium_160k", l_max=max(160002, length + 2)))
+        net = HyenaDNA(checkpoint_config("hyenadna", "medium_160k", l_max=max(160002, length + 2)))
         ids = torch.randint(7, 11, (batch, length))
         used = "fft"
         times = _time(net, net, lambda x: net(x).float().pow(2).mean(), ids, ids[:, : min(length, 512)], mode,
                       repeats)
     else:  # any other registered backbone (e.g. enformer, cnn) in its default configuration, on one-hot input
-        from caduceus_plugin.plugins import get_registry
+        from caduceus_plugin.registry.components import get_registry
 
         net = get_registry().build(model)
         x = torch.nn.functional.one_hot(torch.randint(0, 4, (batch, length)), 4).float().transpose(1, 2)

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/profile_inference.py                       # PS 7.7M, 32 kbp, float32 and bf16
     .venv/bin/python benchmarks/profile_inference.py --model caduceus_ph --length 131072 --matmul fp32
 
-Times the pieces of the length-chunked inference path (``caduceus_plugin.models.streaming``) with wall-clock
+Times the pieces of the length-chunked inference path (``caduceus_plugin.models.caduceus.streaming``) with wall-clock
 timers around each call, in one process, after a warm-up forward: ``projections`` (in_proj, x_proj, dt_proj,
 out_proj), ``scan`` and ``conv + SiLU`` (the numba kernels on CPU), ``norm + strand gather`` (the RMSNorm of each
 strand and the reverse strand's flip into scan order), ``write back`` (results into the residual buffers), and the
@@ -22,9 +22,9 @@ def profile(model_name: str, length: int, matmul: str) -> tuple[float, dict[str,
     import torch
 
     from caduceus_plugin import CaduceusForMaskedLM
-    from caduceus_plugin.models import streaming
-    from caduceus_plugin.ops import mamba_numba
-    from caduceus_plugin.specs import checkpoint_config
+    from caduceus_plugin.models.caduceus import streaming
+    from caduceus_plugin.ops.numba import stream as mamba_numba
+    from caduceus_plugin.registry.specs import checkpoint_config
 
     torch.manual_seed(0)
     net = CaduceusForMaskedLM(checkpoint_config(model_name, "131k_d256_l16")).eval()

@@ -16,18 +16,18 @@ import importlib
 from typing import Any
 
 from caduceus_plugin.errors import CaduceusError, CheckpointError
-from caduceus_plugin.hookspecs import hookimpl
+from caduceus_plugin.registry.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "from_pretrained": "caduceus_plugin.checkpoint",
-    "save_pretrained": "caduceus_plugin.checkpoint",
-    "CaduceusConfig": "caduceus_plugin.config",
-    "Caduceus": "caduceus_plugin.models.caduceus",
-    "CaduceusForMaskedLM": "caduceus_plugin.models.caduceus",
-    "CaduceusKipoiModel": "caduceus_plugin.kipoi_model",  # kipoi's load_obj("a.b.C") wants it at top level
-    "MaskedLMOutput": "caduceus_plugin.models.caduceus",
+    "from_pretrained": "caduceus_plugin.models.caduceus.checkpoint",
+    "save_pretrained": "caduceus_plugin.models.caduceus.checkpoint",
+    "CaduceusConfig": "caduceus_plugin.models.caduceus.config",
+    "Caduceus": "caduceus_plugin.models.caduceus.modeling",
+    "CaduceusForMaskedLM": "caduceus_plugin.models.caduceus.modeling",
+    "CaduceusKipoiModel": "caduceus_plugin.hosts.kipoi.model",  # kipoi's load_obj("a.b.C") wants it at top level
+    "MaskedLMOutput": "caduceus_plugin.models.caduceus.modeling",
     "BackendUnavailableError": "caduceus_plugin.ops.scan",
     "available_backends": "caduceus_plugin.ops.scan",
     "get_scan_backend": "caduceus_plugin.ops.scan",
@@ -39,13 +39,15 @@ _LAZY = {
 __all__ = ["CaduceusError", "CheckpointError", "__version__", "hookimpl", *sorted(_LAZY)]
 
 
-def _install_grelu_hook() -> None:
-    from caduceus_plugin import _grelu_hook
+def _install_hooks() -> None:
+    from caduceus_plugin import _legacy
+    from caduceus_plugin.hosts.grelu import _hook
 
-    _grelu_hook.install()
+    _hook.install()  # registers our models on grelu.model.models once gReLU is imported
+    _legacy.install()  # the 0.1 import paths (caduceus_plugin.tokenizer, .kipoi_model, ...) keep working
 
 
-_install_grelu_hook()
+_install_hooks()
 
 
 def __getattr__(name: str) -> Any:

@@ -9,7 +9,7 @@ from caduceus_plugin import CaduceusConfig, CaduceusForMaskedLM
 from caduceus_plugin.ops.scan import available_backends, set_scan_backend
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # copied from the authors-code outputs; never edit
 CADUCEUS_FIXTURES = FIXTURES / "caduceus_reference"
 
 CPU_BACKENDS = available_backends("cpu")

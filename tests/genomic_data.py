@@ -1,4 +1,4 @@
-"""Helpers for the genomic-input tests: the real GRCh37 slice in ``tests/data`` and tiny synthetic files."""
+"""Helpers for the genomic-input tests: the real GRCh37 slice in ``tests/resources`` and tiny synthetic files."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import gzip
 import shutil
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parent / "resources"
 REAL_FASTA = "grch37_chr20_1.0-1.2Mb.fa.gz"
 REAL_BED = "grch37_chr20_sites.bed"
 REAL_VCF = "1kg_chr20_1.0-1.2Mb.vcf"

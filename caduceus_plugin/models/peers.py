@@ -2,7 +2,7 @@
 
 Both follow the backbone contract of the component registry: one-hot ``(N, 4, L)`` (ACGT; N as an all-zero
 column, Enformer's convention) -> features ``(N, C, L')`` channels first, with ``.out_channels = C``. They are
-registered as ``enformer`` and ``cnn`` (:mod:`caduceus_plugin.components`), so ``model=enformer`` and
+registered as ``enformer`` and ``cnn`` (:mod:`caduceus_plugin.registry.builtins`), so ``model=enformer`` and
 ``LightningModel(model_params={"model_type": "enformer", ...})`` work like a Caduceus backbone. Every keyword
 argument is JSON-serialisable.
 
@@ -29,7 +29,7 @@ Enformer (:class:`EnformerBackbone`)
       as ``enformer_pytorch.Enformer.save_pretrained`` writes, e.g. ``EleutherAI/enformer-official-rough``).
       Parameter names are mapped by :func:`enformer_pytorch_key` (the mapping table is in its docstring).
 
-    Parity with enformer-pytorch (tested in ``tests/test_peers.py``): in eval mode our output equals
+    Parity with enformer-pytorch (tested in ``tests/models/test_peers.py``): in eval mode our output equals
     ``Enformer(x.transpose(1, 2), return_only_embeddings=True).transpose(1, 2)`` (float32 round-off), with
     ``crop_len = (bins - target_length) / 2`` (``target_length=896`` at 196,608 bp is ``crop_len=320``). Both use
     the same GELU (``sigmoid(1.702 x) * x``) in the same places, including the final one after the pointwise conv.
@@ -67,6 +67,7 @@ import torch
 from torch import nn
 
 from caduceus_plugin.errors import CaduceusError, CheckpointError, InputError
+from caduceus_plugin.models.state_dict import UntrustedPickleError, read_state_dict
 
 __all__ = [
     "FULL_ENFORMER",
@@ -206,22 +207,18 @@ def enformer_pytorch_key(key: str) -> str | None:
     raise CheckpointError(f"enformer-pytorch parameter {key!r} has no counterpart in gReLU's EnformerTrunk")
 
 
-def _torch_load(path: Path) -> Any:
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in ``path`` (the shared reader; a Lightning checkpoint's ``state_dict`` unwrapped), its errors
+    worded for Enformer weights, which are never read with arbitrary unpickling."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt file, not a torch file, or pickled objects weights_only refuses
+        return read_state_dict(path)
+    except UntrustedPickleError:
         raise CheckpointError(
-            f"cannot read Enformer weights {path}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-            " (expected torch.save of a state dict)"
+            f"cannot read Enformer weights {path}: it stores more than tensors, which weights_only loading refuses "
+            "(expected torch.save of a state dict)"
         ) from None
-
-
-def _as_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
-    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]  # a Lightning checkpoint
-    if not isinstance(obj, Mapping) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()):
-        raise CheckpointError(f"{path} does not hold a state dict (a mapping of parameter names to tensors)")
-    return dict(obj)
+    except CheckpointError as err:
+        raise CheckpointError(f"cannot read Enformer weights: {err}") from None
 
 
 def _grelu_state_dict(raw: Mapping[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
@@ -277,15 +274,9 @@ def _read_enformer_pytorch_dir(path: Path) -> tuple[dict[str, torch.Tensor], dic
     if not isinstance(cfg, dict) or "dim" not in cfg or "depth" not in cfg:
         raise CheckpointError(f"{cfg_path} is not an enformer-pytorch config (no 'dim' / 'depth')")
     if (path / "model.safetensors").is_file():
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            raw = load_file(path / "model.safetensors")
-        except (SafetensorError, OSError) as err:
-            raise CheckpointError(f"cannot read {path / 'model.safetensors'}: {err}") from None
+        raw = _read_weights(path / "model.safetensors")
     elif (path / "pytorch_model.bin").is_file():
-        raw = _as_state_dict(_torch_load(path / "pytorch_model.bin"), path / "pytorch_model.bin")
+        raw = _read_weights(path / "pytorch_model.bin")
     else:
         raise CheckpointError(
             f"{path} has config.json but no model.safetensors or pytorch_model.bin "
@@ -342,7 +333,7 @@ def load_enformer_weights(pretrained: str | os.PathLike[str]) -> tuple[dict[str,
             f"Enformer weights {path} do not exist; give a gReLU state-dict file (e.g. human_state_dict.h5) or an "
             "enformer-pytorch checkpoint directory"
         )
-    sd = _grelu_state_dict(_as_state_dict(_torch_load(path), path), path)
+    sd = _grelu_state_dict(_read_weights(path), path)
     return sd, _sizes_from_grelu_state_dict(sd, path)
 
 

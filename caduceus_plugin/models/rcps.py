@@ -2,7 +2,8 @@
 
 Hidden tensors are ``(b, l, 2d)``: the first ``d`` channels belong to the forward strand, the last ``d`` to the
 reverse strand, both in forward genomic coordinates. ``rc_hidden(h) = h.flip(l, c)`` is the RC of a hidden
-tensor; ``rc_ids`` the RC of token ids (reverse, then complement each id). Every layer here satisfies
+tensor; ``rc_ids`` (:func:`caduceus_plugin.sequence.reverse_complement_ids`) the RC of token ids (reverse, then
+complement each id). Every layer here satisfies
 ``f(rc(x)) == rc(f(x))``.
 """
 
@@ -13,16 +14,16 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from caduceus_plugin.sequence import reverse_complement_ids as rc_ids
+
+__all__ = [
+    "RCPSEmbedding", "RCPSLMHead", "RCPSWrapper", "rc_hidden", "rc_ids", "rcps_norm", "split_strands", "swap_halves"
+]  # fmt: skip
+
 
 def rc_hidden(h: torch.Tensor) -> torch.Tensor:
     """Reverse complement of a hidden tensor ``(b, l, c)``: flip length and channels."""
     return h.flip(-2, -1)
-
-
-def rc_ids(ids: torch.Tensor, complement_map: torch.Tensor | Sequence[int]) -> torch.Tensor:
-    """Reverse complement of token ids ``(b, l)``."""
-    cmap = torch.as_tensor(complement_map, device=ids.device, dtype=torch.long)
-    return cmap[ids.flip(-1)]
 
 
 def split_strands(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,14 +31,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
-import os
 from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from caduceus_plugin.errors import CaduceusError
+from caduceus_plugin.errors import CaduceusError, InputError
 
 BACKENDS = ("ref", "chunked", "numba", "mamba_ssm")
 ENV_VAR = "CADUCEUS_SCAN_BACKEND"
@@ -77,10 +76,12 @@ def get_scan_backend() -> str:
     """The requested backend: the setter's value, else ``$CADUCEUS_SCAN_BACKEND``, else ``"auto"``."""
     if _override is not None:
         return _override
-    env = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
-    if env != "auto":
-        _validate_name(env, source=f"${ENV_VAR}")
-    return env
+    from caduceus_plugin import settings
+
+    try:
+        return settings.SCAN_BACKEND.get()
+    except InputError as err:  # a bad name is an unknown backend, wherever it came from
+        raise UnknownBackendError(str(err)) from None
 
 
 @contextlib.contextmanager
@@ -106,7 +107,7 @@ def numba_available() -> bool:
     if importlib.util.find_spec("numba") is None:
         return False
     try:
-        import caduceus_plugin.ops.scan_numba  # noqa: F401
+        import caduceus_plugin.ops.numba.scan  # noqa: F401
     except ImportError:
         return False
     return True
@@ -306,7 +307,7 @@ def _selective_scan_mamba_ssm(*args: object, **kwargs: object) -> torch.Tensor:
 
 
 def _selective_scan_numba(*args: object, **kwargs: object) -> torch.Tensor:
-    from caduceus_plugin.ops.scan_numba import selective_scan_numba
+    from caduceus_plugin.ops.numba.scan import selective_scan_numba
 
     return selective_scan_numba(*args, **kwargs)
 
@@ -336,14 +337,18 @@ def selective_scan(
     """Run the selective scan on the backend chosen by :func:`resolve_backend` (or ``backend`` when given).
 
     ``h0``/``return_last_state`` carry the state across pieces of a long sequence (inference); mamba-ssm's kernel
-    takes no initial state, so ``h0`` is refused there.
+    takes no initial state, so ``h0`` is refused there. Empty input (any of b, e, l, n zero) is answered by
+    :func:`selective_scan_ref` whatever the backend: nothing to scan, the reference is exact and trivial there, and
+    the backends need not handle it.
     """
     name = resolve_backend(x.device, backend)
     kw = dict(z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
+    if name == "mamba_ssm" and h0 is not None:
+        raise BackendUnavailableError("scan backend 'mamba_ssm' cannot start from a given state (h0)")
+    if x.numel() == 0 or A.numel() == 0:  # x (b, e, l), A (e, n): zero elements iff some size is zero
+        name = "ref"
     if h0 is not None or return_last_state:
         if name == "mamba_ssm":
-            if h0 is not None:
-                raise BackendUnavailableError("scan backend 'mamba_ssm' cannot start from a given state (h0)")
             return _IMPLS[name](x, delta, A, B, C, D, **kw, return_last_state=True)
         kw.update(h0=h0, return_last_state=return_last_state)
     return _IMPLS[name](x, delta, A, B, C, D, **kw)

@@ -1,0 +1,61 @@
+"""Sub-commands of the ``caduceus`` CLI, one module each.
+
+Every module here defines ``register(subparsers)``, which adds its parser and sets ``func`` (called with the
+parsed ``argparse.Namespace``; returns the exit status). Modules import only the standard library at top level so
+that ``caduceus --help`` stays fast; heavy imports go inside the command function. User errors are raised as
+:class:`caduceus_plugin.errors.CaduceusError` (printed as one line, exit status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+from contextlib import AbstractContextManager
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def add_bf16_argument(parser: argparse.ArgumentParser) -> None:
+    """``--bf16``: Caduceus projections in bf16 for an inference command (see :func:`matmul_precision`)."""
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="run the Caduceus projections in bf16 (scan, conv, norms and residuals stay float32): faster on CPUs "
+        "with AVX512-BF16 or AMX, outputs within about 1e-2 relative of float32",
+    )
+
+
+def matmul_precision(args: argparse.Namespace) -> AbstractContextManager[None]:
+    """The block in which an inference command runs: bf16 projections with ``--bf16``, else no change."""
+    from caduceus_plugin.models.caduceus.streaming import matmul_dtype
+
+    return matmul_dtype("bf16" if args.bf16 else None)
+
+
+def print_compute_paths() -> None:
+    """The scan backend and the float32 CPU projections' library, as two lines (demo, embed, info)."""
+    from caduceus_plugin.models.caduceus.streaming import describe_cpu_gemm
+    from caduceus_plugin.ops.scan import describe_backends
+
+    print(describe_backends())
+    print(describe_cpu_gemm())
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser, weights_help: str, unit: str) -> None:
+    """The argument group every inference command shares: model, weights, FASTA, length, batch, device, bf16."""
+    g = parser.add_argument_group("model and genome")
+    g.add_argument("--model", metavar="NAME", help="registered model (e.g. caduceus_ps); alone: its built-in weights")
+    g.add_argument("--weights", metavar="PATH", help=weights_help)
+    g.add_argument("--fasta", required=True, help="genome FASTA (plain or bgzip; the .fai index is built if missing)")
+    g.add_argument("--seq-len", type=positive_int, metavar="N", help="input length (default: the model's own)")
+    g.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help=f"{unit} per batch (default 8)")
+    g.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available, else cpu")
+    add_bf16_argument(g)  # type: ignore[arg-type]

@@ -1,0 +1,37 @@
+"""Compression sniffing and text opening shared by the FASTA, BED and VCF readers."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+from pathlib import Path
+
+from caduceus_plugin.errors import InputError
+
+
+def _magic(path: Path, n: int = 18) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
+def is_gzip(path: Path) -> bool:
+    return _magic(path, 2) == b"\x1f\x8b"
+
+
+def is_bgzf(path: Path) -> bool:
+    """BGZF = gzip with the FEXTRA flag and a ``BC`` extra subfield in the first block header."""
+    head = _magic(path)
+    return len(head) >= 14 and head[:4] == b"\x1f\x8b\x08\x04" and head[12:14] == b"BC"
+
+
+def open_text(path: str | os.PathLike[str], what: str) -> io.TextIOBase:
+    """Open a plain or gzip-compressed text file, or raise :class:`InputError` saying why it cannot be read."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} file {path} does not exist")
+    if path.is_dir():
+        raise InputError(f"{what} path {path} is a directory, not a file")
+    if is_gzip(path):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")  # type: ignore[arg-type]
+    return open(path, encoding="utf-8")

@@ -1,0 +1,1 @@
+"""Integration with host frameworks: gReLU (+ Lightning, Hydra) and kipoi."""

@@ -1,0 +1,206 @@
+"""``caduceus train``: fine-tune any registered backbone + head on a real task through gReLU and Lightning.
+
+A Hydra app (``python -m caduceus_plugin.hosts.grelu.train``, or ``caduceus train``): config groups ``model/``,
+``data/``, ``task/`` and ``trainer/`` live in :mod:`caduceus_plugin.hosts.grelu.conf`. Every registered backbone is a
+valid ``model=`` choice, third-party ones included: those without a YAML file get a config node
+``{name: NAME, params: {}}`` in Hydra's ConfigStore. ``-m model=caduceus_ps,caduceus_ph`` runs them side by side
+(Hydra multirun).
+
+The model is gReLU's ``LightningModel(model_params={"model_type": NAME, "n_tasks": ..., **model.params})``;
+training runs a ``pytorch_lightning.Trainer`` built from the ``trainer`` group (any Trainer keyword: ``devices``,
+``strategy=ddp``, ``precision``, ...), with a progress bar, early stopping on the validation loss and the best
+checkpoint restored. The run directory receives ``model.ckpt`` (a gReLU checkpoint: reload with
+``LightningModel.load_from_checkpoint(path, weights_only=False)`` after ``import caduceus_plugin``, or pass it to
+``caduceus predict --weights``) and ``metrics.json`` (test metrics).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+#: Add this to another Hydra app's search path to compose our groups (``model/`` etc.).
+CONFIG_SEARCH_PATH = "pkg://caduceus_plugin.hosts.grelu.conf"
+
+
+def _store_registered_models() -> None:
+    """Config nodes ``model/NAME`` for registered backbones that ship no YAML (e.g. third-party plugins)."""
+    from importlib import resources
+
+    from hydra.core.config_store import ConfigStore
+
+    from caduceus_plugin.registry.components import get_registry
+
+    conf = resources.files("caduceus_plugin.hosts.grelu.conf")
+    shipped = {p.name[: -len(".yaml")] for p in (conf / "model").iterdir()}
+    store = ConfigStore.instance()
+    for name in get_registry().names("backbone"):
+        if name not in shipped:
+            store.store(group="model", name=name, node={"name": name, "params": {}})
+
+
+def _to_container(node: Any) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(node, resolve=True) if node is not None else None
+
+
+def build_lightning_model(cfg: Any, n_tasks: int, kind: str) -> Any:
+    """gReLU LightningModel for the composed config (the backbone name must be registered)."""
+    from grelu.lightning import LightningModel
+
+    import caduceus_plugin  # noqa: F401  (registers our models on grelu.model.models)
+    from caduceus_plugin.registry.components import get_registry
+
+    get_registry().get(cfg.model.name)  # unknown -> CaduceusError listing the registered backbones
+    task = dict(_to_container(cfg.task))
+    task["task"] = task.get("task") or kind
+    if task["task"] != kind:
+        from caduceus_plugin.errors import InputError
+
+        raise InputError(f"task={task['task']} does not fit data={cfg.data.name}, which is {kind}; use task={kind}")
+    task["loss"] = task.get("loss") or {"binary": "bce", "multiclass": "ce", "regression": "mse"}[kind]
+    train_params = {
+        **task,
+        "batch_size": int(cfg.data.batch_size),
+        "num_workers": int(cfg.data.num_workers),
+        "logger": None,
+        "save_dir": str(cfg.out_dir),
+        "max_epochs": int(cfg.trainer.get("max_epochs", 1) or 1),
+    }
+    if cfg.init_checkpoint:
+        model = LightningModel.load_from_checkpoint(cfg.init_checkpoint, weights_only=False)
+        if model.model.head.n_tasks != n_tasks:
+            model.change_head(n_tasks=n_tasks, final_pool_func="avg")
+        model.train_params.update(train_params)
+        return model
+    params = dict(_to_container(cfg.model.params) or {})
+    return LightningModel(model_params={"model_type": cfg.model.name, "n_tasks": n_tasks, **params},
+                          train_params=train_params)
+
+
+def load_splits(cfg: Any) -> tuple[dict[str, Any], Any]:
+    """gReLU datasets (train/val/test) of the configured real-data task (see :mod:`caduceus_plugin.data.tasks`)."""
+    from caduceus_plugin import data as datasets
+
+    kwargs = {"seq_len": int(cfg.data.seq_len)} if cfg.data.get("seq_len") else {}
+    quick = cfg.data.get("quick", False)
+    task = datasets.load_task(cfg.data.name, quick=quick if isinstance(quick, int) else bool(quick), **kwargs)
+    rc = bool(cfg.model.get("rc_augment", False))  # Ph is trained with RC augmentation (PS needs none)
+    return datasets.to_grelu_datasets(task, rc=rc, seed=int(cfg.seed)), task
+
+
+def _record_data_params(model: Any, splits: dict[str, Any]) -> None:
+    """What gReLU's train_on_dataset stores, so downstream gReLU helpers work on our checkpoints."""
+    train = splits["train"]
+    model.data_params["tasks"] = train.tasks.reset_index(names="name").to_dict(orient="list")
+    for split in ("train", "val"):
+        model.data_params[split] = dict(model._get_dataset_attrs(splits[split]))
+
+
+def run(cfg: Any) -> dict[str, Any]:
+    """Train, restore the best checkpoint, test; returns the test metrics (also written to metrics.json)."""
+    import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+    from pytorch_lightning.loggers import CSVLogger
+
+    from caduceus_plugin.fileio import atomic_write_text
+
+    for pattern in (".*LeafSpec.*", ".*does not have many workers.*", ".*smaller than the logging interval.*"):
+        warnings.filterwarnings("ignore", message=pattern)  # Lightning's advice, not the user's problem
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    splits, task = load_splits(cfg)
+    model = build_lightning_model(cfg, n_tasks=splits["train"].n_tasks, kind=task.kind)
+    _record_data_params(model, splits)
+
+    callbacks: list[Any] = [ModelCheckpoint(dirpath=out_dir / "checkpoints", monitor="val_loss", mode="min")]
+    if cfg.early_stopping_patience:
+        callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=int(cfg.early_stopping_patience)))
+    trainer_kwargs = dict(_to_container(cfg.trainer))
+    trainer = pl.Trainer(
+        default_root_dir=str(out_dir),
+        logger=CSVLogger(str(out_dir), name="logs"),
+        callbacks=callbacks,
+        gradient_clip_val=float(cfg.task.get("clip") or 0) or None,
+        **trainer_kwargs,
+    )
+    loaders = {s: (model.make_train_loader if s == "train" else model.make_test_loader)(splits[s]) for s in splits}
+    import time
+
+    t0 = time.perf_counter()
+    trainer.fit(model, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"])
+    train_seconds = time.perf_counter() - t0
+    best = callbacks[0].best_model_path
+    if best:
+        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        model.load_state_dict(state)
+    model.data_params["test"] = dict(model._get_dataset_attrs(splits["test"]))
+    metrics = evaluate(model, loaders["test"], task) if trainer.is_global_zero else {}
+    model.performance["test"] = metrics
+    ckpt = out_dir / "model.ckpt"
+    trainer.save_checkpoint(str(ckpt))  # every rank takes part (barrier); rank 0 writes, atomically
+    if trainer.is_global_zero:
+        summary = {"model": cfg.model.name, "data": cfg.data.name, "seed": int(cfg.seed), "metrics": metrics,
+                   "n_parameters": sum(p.numel() for p in model.model.parameters()),
+                   "epochs": trainer.current_epoch, "checkpoint": str(ckpt), "world_size": trainer.world_size,
+                   "train_seconds": round(train_seconds, 2), "n_train": len(splits["train"]),
+                   "seq_len": task.seq_len}
+        atomic_write_text(out_dir / "metrics.json", json.dumps(summary, indent=2))
+        print(f"test metrics ({cfg.model.name} on {cfg.data.name}, seed {cfg.seed}):")
+        for name, value in metrics.items():
+            print(f"  {name}: {value:.4f}")
+        print(f"checkpoint: {ckpt}")
+    return metrics
+
+
+def evaluate(model: Any, loader: Any, task: Any) -> dict[str, float]:
+    """The task's metrics (accuracy, AUROC, MCC; :func:`caduceus_plugin.data.tasks.compute_metrics`) on one process."""
+    import numpy as np
+    import torch
+
+    from caduceus_plugin.data import compute_metrics
+
+    model.eval()
+    scores, labels = [], []
+    with torch.inference_mode():
+        for x, y in loader:
+            p = model(x.to(model.device))[..., 0].float().cpu().numpy()  # activation applied: probabilities
+            scores.append(p[:, 0] if task.kind == "binary" else p)
+            labels.append(y[:, 0, 0].numpy() if task.kind == "binary" else y[..., 0].argmax(1).numpy())
+    return compute_metrics(task, np.concatenate(labels).astype(int), np.concatenate(scores))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: Hydra command line (``overrides``, ``-m`` for multirun, ``--help``)."""
+    import hydra
+
+    from caduceus_plugin.errors import CaduceusError
+
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    _store_registered_models()
+    status = {"code": 0}
+
+    @hydra.main(version_base="1.3", config_path="conf", config_name="train")
+    def _app(cfg: Any) -> Any:
+        try:
+            return run(cfg)
+        except CaduceusError as err:
+            print(f"error: {err}", file=sys.stderr)
+            status["code"] = 2
+            if cfg.get("_multirun_", False):
+                raise
+            return None
+
+    _app()
+    return status["code"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""The report sections of ``caduceus bench`` that are not trained classifiers: zero-shot variant effects and compute.
+
+* **Zero-shot variant effect** on real 1000 Genomes SNVs (chr20:1–4 Mb, shapeit4-example): the masked-LM log
+  likelihood ratio and the embedding distance of :func:`caduceus_plugin.jobs.variants.score_variants`, with the built-in
+  pretrained model. No pathogenicity or eQTL labels exist offline, so the section reports score distributions by
+  allele-frequency bin and the runtime, and says so.
+* **Compute**: throughput and memory against length, from ``benchmarks/compute.py``'s table: the caller says where
+  that table is (``caduceus bench`` looks for ``benchmarks/results/compute.csv`` under the working directory, as a
+  checkout of the repository has it; an installed package has no ``benchmarks/`` folder).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from caduceus_plugin.fileio import atomic_write
+from caduceus_plugin.genome import read_vcf, write_vcf
+
+AF_BINS = ((0.0, 0.01), (0.01, 0.05), (0.05, 0.2), (0.2, 0.5), (0.5, 1.01))
+#: Where ``caduceus bench`` looks for ``benchmarks/compute.py``'s table: relative, so under the working directory.
+DEFAULT_COMPUTE_CSV = Path("benchmarks", "results", "compute.csv")
+
+
+def _subset_vcf(src: Path, dest: Path, n: int, contig: str) -> int:
+    """Every k-th SNV record of ``src`` (bi-allelic, single-base alleles) renamed to ``contig``, written as a
+    sites-only VCF; returns the count."""
+    snvs = [r for r in read_vcf(src) if r.n_alts == 1 and len(r.ref) == 1 and len(r.alt) == 1]
+    step = max(1, len(snvs) // n)
+    chosen = [dataclasses.replace(r, chrom=contig) for r in snvs[::step][:n]]
+    atomic_write(dest, lambda tmp: write_vcf(tmp, chosen))
+    return len(chosen)
+
+
+def vep_section(out: Path, n_variants: int) -> str:
+    from caduceus_plugin.data import variants_1kg_chr20
+    from caduceus_plugin.jobs.variants import score_variants
+    from caduceus_plugin.registry.pretrained import builtin_weights
+
+    data = variants_1kg_chr20(snv_only=True)
+    vcf = out / "vep_variants.vcf"
+    n = _subset_vcf(Path(data.vcf), vcf, n_variants, contig="chr20")
+    t0 = time.perf_counter()
+    scores = score_variants(data.genome, vcf, out / "vep_scores.parquet")
+    seconds = time.perf_counter() - t0
+    import polars as pl
+
+    v = data.variants
+    af = pl.DataFrame({"pos": v["pos"].tolist(), "ref": v["ref"].tolist(), "alt": v["alt"].tolist(),
+                       "af": v["af"].tolist()})
+    ok = scores.filter(pl.col("status") == "ok").join(af, on=["pos", "ref", "alt"], how="left")
+    lines = [
+        f"Built-in model `{builtin_weights().name}` on {n} real 1000 Genomes SNVs (every k-th SNV of chr20:1–4 Mb, "
+        f"GRCh37; AF from the 300-sample panel): {len(ok)} scored in {seconds:.1f} s "
+        f"({len(ok) / max(seconds, 1e-9):.1f} variants/s on this CPU). Scores: `llr` = log p(alt) − log p(ref) at "
+        "the masked position (both strands), `emb_l2` = distance of window-averaged RC-invariant embeddings. "
+        "**No labels exist offline** (no ClinVar/eQTL in the registries), so this is a distribution, not an "
+        "accuracy: under purifying selection rarer alleles should look less likely (lower LLR) on average.",
+        "",
+        "| AF bin | variants | mean LLR | median LLR | mean emb_l2 |",
+        "|---|---|---|---|---|",
+    ]
+    for lo, hi in AF_BINS:
+        sub = ok.filter((pl.col("af") >= lo) & (pl.col("af") < hi))
+        if len(sub):
+            lines.append(f"| [{lo:g}, {min(hi, 1):g}) | {len(sub)} | {sub['llr'].mean():+.3f} | "
+                         f"{sub['llr'].median():+.3f} | {sub['emb_l2'].mean():.4f} |")
+    return "\n".join(lines)
+
+
+def compute_section(compute_csv: Path = DEFAULT_COMPUTE_CSV) -> str:
+    """The compute table of ``benchmarks/compute.py`` (``compute_csv``; a relative path is under the working
+    directory) as Markdown, or a line saying that it was not found and how to produce it."""
+    import polars as pl
+
+    if not compute_csv.is_file():
+        return (f"Compute table not found: no `{compute_csv}` under `{Path.cwd()}`. Produce it with "
+                "`python benchmarks/compute.py` in a checkout of the repository, and run `caduceus bench` from "
+                "the folder that holds `benchmarks/`.")
+    df = pl.read_csv(compute_csv, infer_schema_length=None)
+    if "error" in df.columns:
+        df = df.filter(pl.col("error").is_null())
+    df = df.filter((pl.col("mode") == "infer") & (pl.col("batch") == 1)).sort(["model", "backend", "length"])
+    lines = ["From `benchmarks/compute.py` (its own run; see `benchmarks/results/README.md` for the command and "
+             "machine): inference, batch 1, float32; the 7.7M Caduceus configuration, HyenaDNA medium (6.6M), and "
+             "the default small Enformer (2.7M) and CNN (0.67M) trunks.",
+             "", "| model | backend | length | tokens/s | peak GB |", "|---|---|---|---|---|"]
+    for r in df.iter_rows(named=True):
+        lines.append(f"| {r['model']} | {r['backend']} | {r['length']:,} | {r['tokens_per_s']:,.0f} | "
+                     f"{r['peak_rss_gb']:.2f} |")
+    lines += ["", "![compute](../compute.png)"]
+    return "\n".join(lines)
+
+
+def extras(out: Path, quick: bool = False, skip_vep: bool = False,
+           compute_csv: Path = DEFAULT_COMPUTE_CSV) -> dict[str, str]:
+    """The report sections: zero-shot variant effect (unless ``skip_vep``) and compute (from ``compute_csv``)."""
+    from caduceus_plugin.errors import CaduceusError
+
+    sections = {}
+    if not skip_vep:
+        try:
+            sections["Zero-shot variant effect (1000 Genomes, chr20)"] = vep_section(out, 40 if quick else 400)
+        except (CaduceusError, ImportError, OSError) as err:
+            sections["Zero-shot variant effect (1000 Genomes, chr20)"] = f"Not run: {type(err).__name__}: {err}"
+    sections["Compute: throughput and memory against length"] = compute_section(Path(compute_csv))
+    return sections

@@ -1,0 +1,436 @@
+"""Masked-language-model pre-training of Caduceus on a FASTA file (spec §5.1), and its evaluation.
+
+The corpus (contigs as token ids, the held-out validation region, training windows, BERT masking) is in
+:mod:`.corpus`, the unigram and k-mer count baselines in :mod:`.baselines`.
+
+Caduceus-PS is RC-equivariant and trains without RC augmentation; Caduceus-Ph windows are reverse-complemented
+with probability 0.5. AdamW (betas 0.9/0.95, weight decay on matrices only), linear warm-up then cosine decay,
+gradient clipping, periodic validation on a fixed set of masked windows, checkpoints written with
+:func:`caduceus_plugin.models.caduceus.checkpoint.save_pretrained` (atomic). Everything is seeded: the same
+arguments on the same machine give the same weights.
+
+Evaluation (:func:`evaluate_windows`) reports, on the same masked positions, the model's MLM loss and masked-token
+accuracy and the two count baselines (unigram and k-mer; the k-mer baseline sees the true neighbouring bases even
+where the model's input is masked, so it is, if anything, favoured).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from caduceus_plugin.errors import InputError
+from caduceus_plugin.fileio import atomic_write_json
+from caduceus_plugin.genome import Region, parse_region
+from caduceus_plugin.jobs.pretrain.baselines import KmerModel, baseline_metrics, unigram_counts
+from caduceus_plugin.jobs.pretrain.corpus import (
+    IGNORE_INDEX,
+    MaskedSet,
+    WindowSampler,
+    load_fasta,
+    mask_tokens,
+    split_genome,
+    tile_windows,
+)
+from caduceus_plugin.sequence import A_ID, MASK_ID, PAD_ID, T_ID
+
+NUC_IDS = (A_ID, A_ID + 1, A_ID + 2, T_ID)  # A C G T
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# evaluation
+
+
+@torch.no_grad()
+def model_metrics(model: torch.nn.Module, data: MaskedSet, batch_size: int = 16) -> dict[str, float]:
+    """Metrics of ``model`` on the selected positions of ``data``.
+
+    ``loss``: MLM cross-entropy over the full vocabulary (nats, the training objective); ``nuc_loss``: the same
+    renormalised over A/C/G/T (comparable with the baselines); ``accuracy``: argmax over A/C/G/T equals the
+    original base; ``accuracy_mask_only`` / ``nuc_loss_mask_only``: the same on the positions whose input was
+    ``[MASK]`` (80 %), where the model cannot see the base.
+    """
+    was_training = model.training
+    model.eval()
+    sums = dict.fromkeys(("loss", "nuc_loss", "correct", "nuc_loss_m", "correct_m", "n", "n_m"), 0.0)
+    nuc = torch.tensor(NUC_IDS)
+    try:
+        for i in range(0, len(data.inputs), batch_size):
+            inputs, labels = data.inputs[i : i + batch_size], data.labels[i : i + batch_size]
+            sel = labels != IGNORE_INDEX
+            if not sel.any():
+                continue
+            logits = model(inputs).logits.float()[sel]  # (m, vocab)
+            target = labels[sel]
+            is_mask = inputs[sel] == MASK_ID
+            nuc_logits = logits[:, nuc]
+            nuc_ce = F.cross_entropy(nuc_logits, target - A_ID, reduction="none")
+            hit = (nuc_logits.argmax(-1) == target - A_ID).double()
+            sums["loss"] += F.cross_entropy(logits, target, reduction="sum").item()
+            sums["nuc_loss"] += nuc_ce.sum().item()
+            sums["correct"] += hit.sum().item()
+            sums["nuc_loss_m"] += nuc_ce[is_mask].sum().item()
+            sums["correct_m"] += hit[is_mask].sum().item()
+            sums["n"] += int(sel.sum())
+            sums["n_m"] += int(is_mask.sum())
+    finally:
+        model.train(was_training)
+    n, n_m = sums["n"], max(sums["n_m"], 1.0)
+    if n == 0:
+        raise InputError("no masked positions to evaluate: the evaluation windows hold no A/C/G/T")
+    return {
+        "loss": sums["loss"] / n,
+        "nuc_loss": sums["nuc_loss"] / n,
+        "accuracy": sums["correct"] / n,
+        "nuc_loss_mask_only": sums["nuc_loss_m"] / n_m,
+        "accuracy_mask_only": sums["correct_m"] / n_m,
+        "n_masked": int(n),
+        "n_mask_token": int(sums["n_m"]),
+    }
+
+
+def evaluate_windows(
+    model: torch.nn.Module,
+    windows: np.ndarray,
+    unigram: np.ndarray,
+    kmer_models: Sequence[KmerModel] = (),
+    seed: int = 12345,
+    batch_size: int = 16,
+) -> dict[str, Any]:
+    """Model vs baselines on the same masked positions of ``windows`` (n, l) token ids.
+
+    Returns ``{"model": {...}, "baselines": {...}, "margin_vs_unigram": acc_model - acc_unigram,
+    "margin_vs_best_kmer": ..., the same ``*_mask_only``, "n_windows", "n_masked"}``.
+    """
+    data = MaskedSet.build(windows, seed)
+    res: dict[str, Any] = {"model": model_metrics(model, data, batch_size)}
+    res["baselines"] = baseline_metrics(data, unigram, kmer_models)
+    acc = res["model"]["accuracy"]
+    acc_m = res["model"]["accuracy_mask_only"]
+    res["margin_vs_unigram"] = acc - res["baselines"]["unigram"]["accuracy"]
+    res["margin_vs_unigram_mask_only"] = acc_m - res["baselines"]["unigram"]["accuracy_mask_only"]
+    kmers = [v for k, v in res["baselines"].items() if k.startswith("kmer")]
+    if kmers:
+        res["margin_vs_best_kmer"] = acc - max(v["accuracy"] for v in kmers)
+        res["margin_vs_best_kmer_mask_only"] = acc_m - max(v["accuracy_mask_only"] for v in kmers)
+    res["n_windows"], res["n_masked"], res["mask_seed"] = len(windows), data.n_masked, seed
+    return res
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# training
+
+
+@dataclass
+class PretrainConfig:
+    """Arguments of :func:`pretrain` (the CLI's flags)."""
+
+    fasta: str
+    out: str
+    rcps: bool = True
+    d_model: int = 96
+    n_layer: int = 4
+    seq_len: int = 1024
+    batch_size: int = 4
+    steps: int = 2000
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.05
+    warmup_frac: float = 0.1
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    mask_prob: float = 0.15
+    val_region: str | None = None
+    val_windows: int = 64
+    val_every: int = 250
+    max_n_frac: float = 0.5
+    seed: int = 0
+    threads: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        for name in ("d_model", "n_layer", "seq_len", "batch_size", "steps", "val_windows", "val_every", "threads"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise InputError(f"--lr must be positive, got {self.lr}")
+        if not 0 < self.mask_prob < 1:
+            raise InputError(f"mask probability must be in (0, 1), got {self.mask_prob}")
+
+
+def lr_at(step: int, total: int, lr: float, warmup_frac: float = 0.1, min_lr_ratio: float = 0.05) -> float:
+    """Linear warm-up over ``warmup_frac * total`` steps, then cosine decay to ``min_lr_ratio * lr``."""
+    warm = max(1, round(warmup_frac * total))
+    if step < warm:
+        return lr * (step + 1) / warm
+    t = min(1.0, (step - warm) / max(1, total - warm))
+    return lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on weight matrices only; none on biases, norms, ``A_log``, ``D`` or the (tied) embedding."""
+    decay, no_decay, seen = [], [], set()
+    for name, p in model.named_parameters():
+        if id(p) in seen or not p.requires_grad:
+            continue
+        seen.add(id(p))
+        if p.ndim < 2 or "A_log" in name or name.endswith(".D") or "embedding" in name:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+@contextlib.contextmanager
+def limited_threads(threads: int) -> Iterator[None]:
+    """Run torch (and numba's scan kernels) on ``threads`` CPU threads; restore the previous counts afterwards."""
+    import numba
+
+    old_torch, old_numba = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(threads)
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_torch)
+        numba.set_num_threads(old_numba)
+
+
+def pretrain(
+    cfg: PretrainConfig,
+    genome: dict[str, np.ndarray] | None = None,
+    log: Callable[[str], None] | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Train a Caduceus MLM from scratch; writes ``cfg.out`` (config.json, model.safetensors, training.json).
+
+    Args:
+        cfg: the run's settings.
+        genome: already-loaded contigs (token ids); default: read ``cfg.fasta``.
+        log: called with one line per validation.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        the ``training.json`` contents.
+    """
+
+    cfg.validate()
+    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        raise InputError(f"--out {cfg.out} exists and is not a directory; choose a directory path")
+    with limited_threads(cfg.threads):
+        return _pretrain(cfg, genome, log or (lambda s: None), progress)
+
+
+def _pretrain(
+    cfg: PretrainConfig, genome: dict[str, np.ndarray] | None, log: Callable[[str], None], progress: bool
+) -> dict[str, Any]:
+    from caduceus_plugin.models.caduceus.checkpoint import save_pretrained
+    from caduceus_plugin.models.caduceus.config import CaduceusConfig
+    from caduceus_plugin.models.caduceus.modeling import CaduceusForMaskedLM
+
+    t_load = time.time()
+    if genome is None:
+        genome = load_fasta(cfg.fasta)
+    split = split_genome(genome, parse_region(cfg.val_region) if cfg.val_region else None, cfg.seq_len)
+    val_windows = tile_windows(split.val_ids(), cfg.seq_len, cfg.val_windows)
+    if len(val_windows) == 0:
+        raise InputError(f"validation region {split.val_region} has no window of {cfg.seq_len} bp that is mostly ACGT")
+    val_set = MaskedSet.build(val_windows, cfg.seed + 1, cfg.mask_prob)
+    unigram = unigram_counts(split.train_ids())
+    base = baseline_metrics(val_set, unigram)["unigram"]
+    log(
+        f"data: {sum(map(len, genome.values())):,} bp in {len(genome)} contig(s); train {split.train_bases:,} bp; "
+        f"validation {split.val_region} ({len(val_windows)} windows, {val_set.n_masked:,} masked); "
+        f"loaded in {time.time() - t_load:.1f} s"
+    )
+
+    torch.manual_seed(cfg.seed)
+    mcfg = CaduceusConfig(
+        d_model=cfg.d_model,
+        n_layer=cfg.n_layer,
+        rcps=cfg.rcps,
+        pad_token_id=PAD_ID,
+        extra={"seq_len": cfg.seq_len, **cfg.extra},
+    )
+    model = CaduceusForMaskedLM(mcfg)
+    model.backbone.gradient_checkpointing = False  # small models: memory is not the limit, speed is
+    model.train()
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
+    sampler = WindowSampler(split, cfg.seq_len, np.random.default_rng(cfg.seed), cfg.max_n_frac)
+    mask_gen = torch.Generator().manual_seed(cfg.seed + 2)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    info: dict[str, Any] = {
+        "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "extra"},
+        "model": {
+            "variant": "Caduceus-PS" if cfg.rcps else "Caduceus-Ph",
+            "parameters": model.num_parameters(),
+            "rc_augmentation": not cfg.rcps,
+        },
+        "data": {
+            "fasta": str(cfg.fasta),
+            "contigs": {c: len(v) for c, v in genome.items()},
+            "validation_region": str(split.val_region),
+            "train_segments": [str(Region(*s)) for s in split.train_segments],
+            "train_bases": split.train_bases,
+            "train_acgt_bases": int(unigram.sum()),
+            "unigram_counts_ACGT": [int(c) for c in unigram],
+            "val_windows": len(val_windows),
+            "val_masked_positions": val_set.n_masked,
+        },
+        "masking": {
+            "prob": cfg.mask_prob,
+            "mask": 0.8,
+            "random_nucleotide": 0.1,
+            "unchanged": 0.1,
+            "N": "[PAD], never masked",
+        },
+        "environment": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "machine": f"{platform.machine()} {platform.processor() or ''} ({os.cpu_count()} cpus)".strip(),
+            "threads": cfg.threads,
+        },
+        "val_unigram": base,
+        "history": [],
+    }
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, unit="step", file=sys.stderr)
+    m0 = model_metrics(model, val_set)
+    info["initial"] = {"val_loss": m0["loss"], "val_nuc_loss": m0["nuc_loss"], "val_accuracy": m0["accuracy"]}
+    log(f"step 0: val loss {m0['loss']:.4f}, val acc {m0['accuracy']:.4f} (unigram {base['accuracy']:.4f})")
+    t0 = time.time()
+    running, n_running = 0.0, 0
+    tokens = 0
+    for step in range(cfg.steps):
+        lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup_frac, cfg.min_lr_ratio)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        batch = torch.from_numpy(sampler.batch(cfg.batch_size, rc_augment=not cfg.rcps).astype(np.int64))
+        inputs, labels = mask_tokens(batch, mask_gen, cfg.mask_prob)
+        loss = model(inputs, labels=labels, ignore_index=IGNORE_INDEX).loss
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at step {step + 1}; lower --lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        tokens += batch.numel()
+        running += loss.item()
+        n_running += 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.1e}")
+        if (step + 1) % cfg.val_every == 0 or step + 1 == cfg.steps:
+            m = model_metrics(model, val_set)
+            rec = {
+                "step": step + 1,
+                "lr": lr,
+                "train_loss": running / n_running,
+                "grad_norm": float(gnorm),
+                "val_loss": m["loss"],
+                "val_nuc_loss": m["nuc_loss"],
+                "val_accuracy": m["accuracy"],
+                "tokens_seen": tokens,
+                "elapsed_s": round(time.time() - t0, 1),
+            }
+            info["history"].append(rec)
+            running, n_running = 0.0, 0
+            save_pretrained(model, out)
+            info["final"] = rec
+            info["wall_time_s"] = rec["elapsed_s"]
+            atomic_write_json(out / "training.json", info)
+            log(
+                f"step {step + 1}/{cfg.steps}: train loss {rec['train_loss']:.4f}, val loss {m['loss']:.4f}, "
+                f"val acc {m['accuracy']:.4f} (unigram {base['accuracy']:.4f}), {tokens:,} tokens, "
+                f"{rec['elapsed_s']:.0f} s"
+            )
+    if bar is not None:
+        bar.close()
+    return info
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# evaluating a checkpoint on a region
+
+
+def evaluate_checkpoint(
+    weights: str | os.PathLike[str],
+    fasta: str | os.PathLike[str],
+    region: str,
+    seq_len: int | None = None,
+    n_windows: int | None = 256,
+    ks: Sequence[int] = (1, 2, 3),
+    seed: int = 12345,
+    threads: int = 1,
+    exclude: Sequence[str] = (),
+    batch_size: int = 16,
+) -> dict[str, Any]:
+    """Masked-token accuracy and MLM loss of a checkpoint on ``region`` vs unigram and k-mer baselines.
+
+    Baselines are counted on every base of the FASTA outside ``region`` and the ``exclude`` regions.
+    ``seq_len`` defaults to the checkpoint's ``seq_len`` (config.json), else 1024.
+    """
+
+    with limited_threads(threads):
+        return _evaluate_checkpoint(weights, fasta, region, seq_len, n_windows, ks, seed, exclude, batch_size)
+
+
+def _evaluate_checkpoint(
+    weights: str | os.PathLike[str],
+    fasta: str | os.PathLike[str],
+    region: str,
+    seq_len: int | None,
+    n_windows: int | None,
+    ks: Sequence[int],
+    seed: int,
+    exclude: Sequence[str],
+    batch_size: int,
+) -> dict[str, Any]:
+    from caduceus_plugin.models.caduceus.checkpoint import from_pretrained
+
+    model = from_pretrained(weights)
+    if seq_len is None:
+        seq_len = int(model.config.extra.get("seq_len", 1024))
+    genome = load_fasta(fasta)
+    reg = parse_region(region)
+    split = split_genome(genome, reg, seq_len)
+    held = [reg] + [parse_region(r) for r in exclude]
+    train = []
+    for c, s, e in split.train_segments:
+        pieces = [(s, e)]
+        for h in held[1:]:
+            if h.chrom == c:
+                pieces = [(a, b) for a0, b0 in pieces for a, b in ((a0, min(b0, h.start)), (max(a0, h.end), b0))]
+        train += [genome[c][a:b] for a, b in pieces if b > a]
+    windows = tile_windows(split.val_ids(), seq_len, n_windows)
+    if len(windows) == 0:
+        raise InputError(f"region {reg} has no {seq_len}-bp window that is mostly A/C/G/T")
+    kmers = [KmerModel(k).fit(train) for k in ks]
+    res = evaluate_windows(model, windows, unigram_counts(train), kmers, seed=seed, batch_size=batch_size)
+    res.update(
+        weights=str(weights),
+        fasta=str(fasta),
+        region=str(reg),
+        seq_len=seq_len,
+        baseline_training_bases=int(sum(len(t) for t in train)),
+    )
+    return res

@@ -1,0 +1,246 @@
+"""Caduceus-PS and Caduceus-Ph backbones and the masked-LM model.
+
+The module tree mirrors the authors' Hugging Face state-dict keys (spec §3) so released checkpoints load by
+name: ``caduceus.backbone.{embeddings.word_embeddings, layers.{i}.{norm, mixer}, norm_f}`` and ``lm_head``.
+One difference: the RCPS add-norm wrapper of the unfused PS model is a function here, so its key
+``norm.submodule.weight`` is stored as ``norm.weight`` (the checkpoint module renames it both ways).
+
+Shapes: ``input_ids`` (b, l) -> ``hidden_states`` (b, l, c) with ``c = 2 * d_model`` (PS) or ``d_model`` (Ph)
+-> ``logits`` (b, l, vocab).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from caduceus_plugin.models.caduceus.config import CaduceusConfig
+from caduceus_plugin.models.mamba import BiMamba, make_norm
+from caduceus_plugin.models.rcps import RCPSEmbedding, RCPSLMHead, RCPSWrapper, rcps_norm, swap_halves
+
+
+@dataclass
+class MaskedLMOutput:
+    """``logits`` (b, l, vocab); ``hidden_states`` (b, l, c) final normed backbone output; ``loss`` if labels."""
+
+    logits: torch.Tensor
+    hidden_states: torch.Tensor
+    loss: torch.Tensor | None = None
+
+
+#: Batches with at least this many tokens recompute layers in the backward pass by default.
+CHECKPOINT_MIN_TOKENS = 4096
+
+
+class CaduceusEmbeddings(nn.Module):
+    def __init__(self, config: CaduceusConfig, device: torch.device | None = None, dtype: torch.dtype | None = None):
+        super().__init__()
+        v, d = config.padded_vocab_size, config.d_model
+        if config.rcps:
+            self.word_embeddings: nn.Module = RCPSEmbedding(v, d, config.full_complement_map(), device, dtype)
+        else:
+            self.word_embeddings = nn.Embedding(v, d, device=device, dtype=dtype)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.word_embeddings.weight
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.word_embeddings(input_ids)
+
+    def from_probs(self, probs: torch.Tensor) -> torch.Tensor:
+        """Embedding as a matmul with ``probs`` (b, l, vocab): differentiable with respect to ``probs``."""
+        emb = self.word_embeddings
+        if isinstance(emb, RCPSEmbedding):
+            return emb.from_probs(probs)
+        return probs.to(emb.weight.dtype) @ emb.weight
+
+
+class CaduceusBlock(nn.Module):
+    """Add -> Norm -> BiMamba (RCPS-wrapped for PS). Returns ``(mixer_out, residual)``."""
+
+    def __init__(self, config: CaduceusConfig, device: torch.device | None = None, dtype: torch.dtype | None = None):
+        super().__init__()
+        self.rcps, self.residual_in_fp32 = config.rcps, config.residual_in_fp32
+        self.norm = make_norm(config.d_model, config.rms_norm, config.norm_epsilon, device=device, dtype=dtype)
+        mixer = BiMamba(
+            config.d_model,
+            bidirectional=config.bidirectional,
+            strategy=config.bidirectional_strategy,
+            weight_tie=config.bidirectional_weight_tie,
+            device=device,
+            dtype=dtype,
+            **config.ssm_cfg,
+        )
+        self.mixer: nn.Module = RCPSWrapper(mixer) if config.rcps else mixer
+
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        residual = hidden if residual is None else hidden + residual
+        if self.residual_in_fp32:
+            residual = residual.float()
+        normed = rcps_norm(self.norm, residual) if self.rcps else self.norm(residual)
+        return self.mixer(normed.to(hidden.dtype)), residual
+
+
+class CaduceusBackbone(nn.Module):
+    """Embedding -> n_layer blocks -> final norm (spec §1.4, §1.7). Applies the fused-RCPS half swap when on."""
+
+    def __init__(self, config: CaduceusConfig, device: torch.device | None = None, dtype: torch.dtype | None = None):
+        super().__init__()
+        self.config = config
+        self.embeddings = CaduceusEmbeddings(config, device, dtype)
+        self.layers = nn.ModuleList(CaduceusBlock(config, device, dtype) for _ in range(config.n_layer))
+        self.norm_f = make_norm(config.d_model, config.rms_norm, config.norm_epsilon, device=device, dtype=dtype)
+        #: Recompute each layer in the backward pass instead of storing its activations (training memory
+        #: O(n_layer * l * c) instead of O(n_layer * l * e * several)). None: automatic, on when a batch holds at
+        #: least ``CHECKPOINT_MIN_TOKENS`` tokens.
+        self.gradient_checkpointing: bool | None = None
+        #: Compute dtype of the projections on the length-chunked inference path: None (float32; bf16 under CPU
+        #: bf16 autocast or with ``CADUCEUS_MATMUL_DTYPE=bf16``), or ``torch.bfloat16`` / ``"bf16"``.
+        self.matmul_dtype: torch.dtype | str | None = None
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        token_probs: torch.Tensor | None = None,
+        stream: bool | None = None,
+    ) -> torch.Tensor:
+        """Token ids (b, l), or token distributions ``token_probs`` (b, l, vocab), to hidden states (b, l, c).
+
+        ``stream`` selects the length-chunked inference path (bounded memory, same outputs); by default it is
+        used whenever gradients are off.
+        """
+        if (input_ids is None) == (token_probs is None):
+            raise ValueError("pass exactly one of input_ids or token_probs")
+        hidden = self.embeddings(input_ids) if input_ids is not None else self.embeddings.from_probs(token_probs)
+        if stream is None:
+            stream = not torch.is_grad_enabled() and stream_supported(hidden.device)
+        if stream:
+            from caduceus_plugin.models.caduceus.streaming import backbone_stream
+
+            return backbone_stream(self, hidden, matmul_dtype=self.matmul_dtype)
+        return self.forward_embeddings(hidden)
+
+    def forward_embeddings(self, hidden: torch.Tensor) -> torch.Tensor:
+        swap = self.config.half_swap
+        residual: torch.Tensor | None = None
+        ckpt = self.gradient_checkpointing
+        if ckpt is None:
+            ckpt = hidden.shape[0] * hidden.shape[1] >= CHECKPOINT_MIN_TOKENS
+        ckpt = ckpt and torch.is_grad_enabled()
+        for layer in self.layers:
+            if swap:
+                hidden = swap_halves(hidden)
+                residual = None if residual is None else swap_halves(residual)
+            if ckpt:
+                hidden, residual = checkpoint(layer, hidden, residual, use_reentrant=False)
+            else:
+                hidden, residual = layer(hidden, residual)
+        residual = hidden if residual is None else hidden + residual
+        # in the residual stream's dtype (float32 under bf16 autocast or with residual_in_fp32)
+        return rcps_norm(self.norm_f, residual) if self.config.rcps else self.norm_f(residual)
+
+
+def stream_supported(device: torch.device) -> bool:
+    """The chunked path carries the scan state between chunks, which mamba-ssm's CUDA kernel cannot take."""
+    from caduceus_plugin.ops.scan import resolve_backend
+
+    return resolve_backend(device) != "mamba_ssm"
+
+
+class Caduceus(nn.Module):
+    """The bare backbone under the authors' ``backbone.`` prefix (HF ``AutoModel``)."""
+
+    def __init__(self, config: CaduceusConfig, device: torch.device | None = None, dtype: torch.dtype | None = None):
+        super().__init__()
+        self.config = config
+        self.backbone = CaduceusBackbone(config, device, dtype)
+
+    def forward(
+        self, input_ids: torch.Tensor | None = None, token_probs: torch.Tensor | None = None, stream: bool | None = None
+    ) -> torch.Tensor:
+        return self.backbone(input_ids, token_probs, stream=stream)
+
+
+class CaduceusForMaskedLM(nn.Module):
+    """Caduceus backbone + MLM head (tied to the embedding). Call with ``input_ids`` (b, l) of the authors' ids.
+
+    Example:
+        >>> model = CaduceusForMaskedLM(CaduceusConfig(d_model=32, n_layer=2, rcps=True))
+        >>> out = model(torch.tensor([[7, 8, 9, 10]]))
+        >>> out.logits.shape, out.hidden_states.shape
+        (torch.Size([1, 4, 16]), torch.Size([1, 4, 64]))
+    """
+
+    def __init__(self, config: CaduceusConfig, device: torch.device | None = None, dtype: torch.dtype | None = None):
+        super().__init__()
+        self.config = config
+        self.caduceus = Caduceus(config, device, dtype)
+        v, d = config.padded_vocab_size, config.d_model
+        if config.rcps:
+            self.lm_head: nn.Module = RCPSLMHead(v, d, config.full_complement_map(), device, dtype)
+        else:
+            self.lm_head = nn.Linear(d, v, bias=False, device=device, dtype=dtype)
+        self.init_weights()
+        self.tie_weights()
+
+    @property
+    def backbone(self) -> CaduceusBackbone:
+        return self.caduceus.backbone
+
+    def _output_linear(self) -> nn.Linear:
+        return self.lm_head.lm_head if isinstance(self.lm_head, RCPSLMHead) else self.lm_head  # type: ignore[return-value]
+
+    def tie_weights(self) -> None:
+        """Share the LM head with the embedding (``tie_word_embeddings``) and re-tie BiMamba's in/out projections."""
+        if self.config.tie_word_embeddings:
+            self._output_linear().weight = self.backbone.embeddings.word_embeddings.weight  # type: ignore[assignment]
+        if self.config.bidirectional and self.config.bidirectional_weight_tie:
+            for layer in self.backbone.layers:
+                bimamba = layer.mixer.submodule if self.config.rcps else layer.mixer
+                bimamba.mamba_rev.in_proj = bimamba.mamba_fwd.in_proj
+                bimamba.mamba_rev.out_proj = bimamba.mamba_fwd.out_proj
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """The authors' initialisation (spec §2.1 ``initializer_cfg``): embedding N(0, 0.02), Linear biases zero
+        (except dt_proj), out_proj re-scaled by 1/sqrt(n_residuals_per_layer * n_layer)."""
+        cfg = self.config.initializer_cfg
+        std = cfg["initializer_range"]
+        nn.init.normal_(self.backbone.embeddings.word_embeddings.weight, std=std)
+        for name, module in self.named_modules():
+            if (
+                isinstance(module, nn.Linear)
+                and module.bias is not None
+                and not getattr(module.bias, "_no_reinit", False)
+            ):
+                nn.init.zeros_(module.bias)
+            if cfg["rescale_prenorm_residual"] and name.endswith("out_proj"):
+                nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+                module.weight /= math.sqrt(cfg["n_residuals_per_layer"] * self.config.n_layer)
+        if not self.config.tie_word_embeddings:
+            nn.init.normal_(self._output_linear().weight, std=std)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        token_probs: torch.Tensor | None = None,
+        ignore_index: int = -100,
+    ) -> MaskedLMOutput:
+        """MLM logits and final hidden states; ``labels`` (b, l) with ``ignore_index`` gives the MLM loss too."""
+        hidden = self.caduceus(input_ids, token_probs)
+        logits = self.lm_head(hidden).float()
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=ignore_index)
+        return MaskedLMOutput(logits=logits, hidden_states=hidden, loss=loss)
+
+    def num_parameters(self) -> int:
+        """Trainable parameters, each shared tensor counted once (as the paper counts them)."""
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,17 @@
+"""HyenaDNA (Nguyen et al. 2023) in plain PyTorch: config, modules, checkpoint I/O (both published layouts), trunk."""
+
+from __future__ import annotations
+
+from caduceus_plugin.models.hyenadna.checkpoint import from_pretrained, save_pretrained
+from caduceus_plugin.models.hyenadna.config import HyenaDNAConfig
+from caduceus_plugin.models.hyenadna.modeling import HyenaDNA
+from caduceus_plugin.models.hyenadna.trunk import HyenaDNATrunk, hyenadna
+
+__all__ = [
+    "HyenaDNA",
+    "HyenaDNAConfig",
+    "HyenaDNATrunk",
+    "from_pretrained",
+    "hyenadna",
+    "save_pretrained",
+]

@@ -1,0 +1,212 @@
+"""Bad input to ``caduceus predict`` / ``score-variants``, one case at a time: one clear ``error:`` line, exit
+status 2, and no output file (not even a partial or temporary one). Inputs that are odd but valid are accepted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+
+from caduceus_plugin.cli import main
+from caduceus_plugin.registry.pretrained import shipped_weights
+from tests.genomic_data import random_genome, write_fasta, write_lines
+
+TINY = str(shipped_weights("tiny_ps"))
+FAST = ["--weights", TINY, "--seq-len", "64"]
+
+
+@pytest.fixture
+def fasta(tmp_path: Path) -> Path:
+    return write_fasta(tmp_path / "g.fa", random_genome())  # contigs "20" (3000 bp) and "21" (500 bp)
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def predict_argv(fasta: Path, bed: Path, out: Path, *extra: str) -> list[str]:
+    return ["predict", "--fasta", str(fasta), "--bed", str(bed), "--out", str(out), *FAST, *extra]
+
+
+def assert_fails(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str], out: Path) -> str:
+    code, stdout, err = run(argv, capsys)
+    assert code == 2, (stdout, err)
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert needle in err, err
+    assert not out.exists()
+    if out.parent.exists():  # no temporary file left
+        assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}")]
+    return err
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ("20\t100", "bed line 2: expected at least 3 tab-separated columns (chrom, start, end), found 2"),
+        ("20\t1x\t200", "bed line 2: start '1x' is not an integer"),
+        ("20\t100\t2.5e2", "bed line 2: end '2.5e2' is not an integer"),
+        ("20\t-5\t100", "bed line 2: start -5 is negative"),
+        ("20\t300\t200", "bed line 2: start 300 is greater than end 200"),
+        ("20\t1\t5\tx\t0\t*", "bed line 2: strand (column 6) must be +, - or ., found '*'"),
+        ("chrUn_gl000220\t1\t5", "chromosome 'chrUn_gl000220' of r.bed is not in the FASTA g.fa"),
+    ],
+    ids=["two-columns", "non-integer", "float", "negative", "start-after-end", "bad-strand", "unknown-chrom"],
+)
+def test_bad_bed_lines(line: str, needle: str, fasta: Path, tmp_path: Path, capsys) -> None:
+    bed = write_lines(tmp_path / "r.bed", ["20\t10\t20", line])
+    assert_fails(predict_argv(fasta, bed, tmp_path / "o.parquet"), needle, capsys, tmp_path / "o.parquet")
+
+
+@pytest.mark.parametrize("lines", [[], ["track name=x", "# only comments", ""]], ids=["empty", "header-only"])
+def test_empty_bed(lines: list[str], fasta: Path, tmp_path: Path, capsys) -> None:
+    bed = write_lines(tmp_path / "r.bed", lines)
+    assert_fails(predict_argv(fasta, bed, tmp_path / "o.parquet"), "has no intervals", capsys, tmp_path / "o.parquet")
+
+
+def test_chr_prefix_mismatch_names_the_fasta_sequences(fasta: Path, tmp_path: Path, capsys) -> None:
+    bed = write_lines(tmp_path / "r.bed", ["chr20\t10\t20"])
+    err = assert_fails(predict_argv(fasta, bed, tmp_path / "o.tsv"), "naming mismatch", capsys, tmp_path / "o.tsv")
+    assert "r.bed has 'chr20' but the FASTA g.fa calls it '20' (FASTA sequences: 20, 21)" in err
+    assert "remove the 'chr' prefix" in err
+
+
+def test_header_lines_are_skipped_and_gzipped_bed_is_accepted(fasta: Path, tmp_path: Path, capsys) -> None:
+    lines = ["browser position 20:1-100", "track name=t", "#chrom\tstart\tend", "20\t100\t200\ta", "21\t10\t30\tb"]
+    bed = write_lines(tmp_path / "r.bed.gz", lines, gz=True)
+    out = tmp_path / "o.parquet"
+    code, stdout, err = run(predict_argv(fasta, bed, out), capsys)
+    assert code == 0 and err == "" and "wrote 2 rows" in stdout
+    df = pl.read_parquet(out)
+    assert df["name"].to_list() == ["a", "b"] and df.columns[:4] == ["chrom", "start", "end", "name"]
+
+
+def test_off_chromosome_windows_are_padded_and_flagged_or_refused_with_strict(
+    fasta: Path, tmp_path: Path, capsys
+) -> None:
+    bed = write_lines(tmp_path / "r.bed", ["20\t1000\t1010", "20\t2990\t3000", "21\t0\t4"])
+    out = tmp_path / "o.tsv"
+    code, stdout, _ = run(predict_argv(fasta, bed, out), capsys)
+    assert code == 0 and "2 window(s) ran off a chromosome end" in stdout
+    df = pl.read_csv(out, separator="\t", schema_overrides={"chrom": pl.Utf8})
+    assert df["off_chrom_end"].to_list() == [False, True, True] and df["padded_bp"].to_list() == [0, 27, 30]
+    out.unlink()
+    err = assert_fails(predict_argv(fasta, bed, out, "--strict"), "r.bed line 2: the 64-bp window", capsys, out)
+    assert "runs off chromosome 20 (3000 bp)" in err
+
+
+def test_soft_masked_and_iupac_fasta_without_index(tmp_path: Path, capsys) -> None:
+    fa = write_fasta(tmp_path / "m.fa", {"1": "acgtRYKMacgtNNNNacgtWSBDHVacgt" * 10})
+    assert not Path(str(fa) + ".fai").exists()
+    bed = write_lines(tmp_path / "r.bed", ["1\t100\t200"])
+    code, _, _ = run(predict_argv(fa, bed, tmp_path / "o.parquet"), capsys)
+    assert code == 0 and Path(str(fa) + ".fai").exists()  # index built
+    assert pl.read_parquet(tmp_path / "o.parquet").select("emb_0").item() is not None
+
+
+def test_plain_gzip_fasta_says_how_to_recompress(tmp_path: Path, capsys) -> None:
+    fa = write_fasta(tmp_path / "g.fa.gz", random_genome(), compress="gzip")
+    bed = write_lines(tmp_path / "r.bed", ["20\t10\t20"])
+    assert_fails(predict_argv(fa, bed, tmp_path / "o.parquet"), "| bgzip >", capsys, tmp_path / "o.parquet")
+
+
+def test_missing_fasta(tmp_path: Path, capsys) -> None:
+    bed = write_lines(tmp_path / "r.bed", ["20\t10\t20"])
+    argv = predict_argv(tmp_path / "none.fa", bed, tmp_path / "o.parquet")
+    assert_fails(argv, "none.fa does not exist", capsys, tmp_path / "o.parquet")
+
+
+def test_missing_and_corrupt_weights(fasta: Path, tmp_path: Path, capsys) -> None:
+    bed = write_lines(tmp_path / "r.bed", ["20\t10\t20"])
+    out = tmp_path / "o.parquet"
+    argv = ["predict", "--fasta", str(fasta), "--bed", str(bed), "--out", str(out)]
+    assert_fails([*argv, "--weights", str(tmp_path / "nope")], "nope do not exist", capsys, out)
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "config.json").write_text((Path(TINY) / "config.json").read_text())
+    (corrupt / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    assert_fails([*argv, "--weights", str(corrupt)], "is not a readable safetensors file", capsys, out)
+    (corrupt / "config.json").write_text("{not json")
+    assert_fails([*argv, "--weights", str(corrupt)], "not valid JSON", capsys, out)
+    bad_ckpt = tmp_path / "model.ckpt"
+    bad_ckpt.write_bytes(b"truncated")
+    assert_fails([*argv, "--weights", str(bad_ckpt)], "is not a readable PyTorch checkpoint", capsys, out)
+
+
+def test_output_paths(fasta: Path, tmp_path: Path, capsys) -> None:
+    bed = write_lines(tmp_path / "r.bed", ["20\t10\t20"])
+    missing = tmp_path / "no" / "such" / "dir" / "o.parquet"
+    err = assert_fails(predict_argv(fasta, bed, missing), "does not exist: create it first", capsys, missing)
+    assert str(missing.parent) in err
+    assert not missing.parent.exists()
+    odd = tmp_path / "o.xyz"
+    assert_fails(predict_argv(fasta, bed, odd), "cannot tell the output format from 'o.xyz'", capsys, odd)
+    bw = tmp_path / "o.bw"
+    assert_fails(predict_argv(fasta, bed, bw), "--format bigwig needs a model with per-bin track outputs", capsys, bw)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_requested_without_cuda(fasta: Path, tmp_path: Path, capsys) -> None:
+    bed = write_lines(tmp_path / "r.bed", ["20\t10\t20"])
+    argv = predict_argv(fasta, bed, tmp_path / "o.parquet", "--device", "cuda")
+    assert_fails(argv, "CUDA is not available", capsys, tmp_path / "o.parquet")
+
+
+def _vcf(path: Path, records: list[str]) -> Path:
+    header = ["##fileformat=VCFv4.2", "##contig=<ID=20>", "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
+    return write_lines(path, header + [r + "\t.\t.\t." for r in records])
+
+
+def test_vcf_ref_mismatch_is_reported_per_variant(fasta: Path, tmp_path: Path, capsys) -> None:
+    seq = random_genome()["20"]
+    wrong = "ACGT"[("ACGT".index(seq[1499]) + 1) % 4]
+    ok_alt = "ACGT"[("ACGT".index(seq[999]) + 2) % 4]
+    vcf = _vcf(tmp_path / "v.vcf", [f"20\t1000\tgood\t{seq[999]}\t{ok_alt}", f"20\t1500\tbad\t{wrong}\tA"])
+    out = tmp_path / "s.parquet"
+    code, stdout, _ = run(
+        ["score-variants", "--fasta", str(fasta), "--vcf", str(vcf), "--out", str(out), *FAST], capsys
+    )
+    assert code == 0 and "1 scored, 1 REF mismatches (not scored)" in stdout
+    df = pl.read_parquet(out)
+    assert df["status"].to_list() == ["ok", "ref_mismatch"]
+    assert df["reason"][1] == f"REF {wrong} does not match the FASTA ({seq[1499]}) at 20:1500"
+    assert df["llr"][1] is None and df["llr"][0] is not None
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [(None, "does not exist"), ("not a vcf\n", "cannot read VCF"), ("##fileformat=VCFv4.2\n", "cannot read VCF")],
+    ids=["missing", "garbage", "no-header-line"],
+)
+def test_unreadable_vcf(content: str | None, needle: str, fasta: Path, tmp_path: Path, capsys) -> None:
+    vcf = tmp_path / "v.vcf"
+    if content is not None:
+        vcf.write_text(content)
+    out = tmp_path / "s.tsv"
+    argv = ["score-variants", "--fasta", str(fasta), "--vcf", str(vcf), "--out", str(out), *FAST]
+    assert_fails(argv, needle, capsys, out)
+
+
+def test_score_variants_refuses_a_checkpoint_without_masked_lm_head(fasta: Path, tmp_path: Path, capsys) -> None:
+    from tests.genomic_data import grelu_checkpoint
+
+    ckpt = grelu_checkpoint(tmp_path / "t.ckpt")
+    vcf = _vcf(tmp_path / "v.vcf", ["20\t1000\t.\tA\tC"])
+    out = tmp_path / "s.tsv"
+    argv = ["score-variants", "--fasta", str(fasta), "--vcf", str(vcf), "--out", str(out), "--weights", str(ckpt)]
+    assert_fails(argv, "score-variants needs a Caduceus masked-LM checkpoint", capsys, out)
+
+
+def test_real_process_prints_one_line_and_no_traceback(fasta: Path, tmp_path: Path) -> None:
+    bed = write_lines(tmp_path / "r.bed", ["chr21\t10\t20"])
+    out = tmp_path / "o.parquet"
+    argv = ["predict", "--fasta", str(fasta), "--bed", str(bed), "--out", str(out)]
+    proc = subprocess.run([sys.executable, "-m", "caduceus_plugin.cli", *argv], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("error: chromosome naming mismatch") and proc.stderr.count("\n") == 1, proc.stderr
+    assert not out.exists()

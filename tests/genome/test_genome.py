@@ -1,0 +1,132 @@
+"""FASTA/BED/VCF handling of caduceus_plugin.genome (no model involved)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from caduceus_plugin.errors import InputError
+from caduceus_plugin.genome import Genome, is_bgzf, read_bed, read_vcf, resize
+from caduceus_plugin.sequence import clean, onehot, reverse_complement
+from tests.genomic_data import SLICE, random_genome, real_data, write_fasta, write_lines
+
+
+def test_clean_sequence_uppercases_and_maps_non_acgt_to_n() -> None:
+    assert clean("acgtNnRYKMswbdhv-.ACGT") == "ACGTNNNNNNNNNNNNNNACGT"
+    assert reverse_complement("AACGTN") == "NACGTT"
+
+
+def test_onehot_is_acgt_channels_first_with_n_as_zeros() -> None:
+    x = onehot(["ACGTN"])
+    assert x.shape == (1, 4, 5) and x.dtype == np.float32
+    np.testing.assert_array_equal(x[0, :, :4], np.eye(4, dtype=np.float32))
+    assert x[0, :, 4].sum() == 0
+
+
+def test_plain_fasta_gets_an_index_and_pads_off_the_ends(tmp_path: Path) -> None:
+    genome_seqs = random_genome()
+    fa = write_fasta(tmp_path / "g.fa", genome_seqs)
+    assert not (tmp_path / "g.fa.fai").exists()
+    g = Genome(fa)
+    assert (tmp_path / "g.fa.fai").exists()
+    assert g.names == ["20", "21"] and g.lengths == {"20": 3000, "21": 500}
+    seq = genome_seqs["20"]
+    assert g.fetch("20", 100, 160) == (seq[100:160], 0)
+    assert g.fetch("20", -5, 10) == ("N" * 5 + seq[:10], 5)
+    assert g.fetch("20", 2995, 3003) == (seq[2995:] + "N" * 3, 3)
+    assert g.fetch("20", 3100, 3110) == ("N" * 10, 10)
+    assert g.padding("20", -5, 3003) == 8 and g.padding("20", 0, 3000) == 0
+    minus, _ = g.extract("20", 100, 160, "-")
+    assert minus == reverse_complement(seq[100:160])
+
+
+def test_bgzip_fasta_is_read_and_plain_gzip_is_refused_with_a_fix(tmp_path: Path) -> None:
+    seqs = random_genome(1)
+    bgz = write_fasta(tmp_path / "g.fa.gz", seqs, compress="bgzf")
+    assert is_bgzf(bgz)
+    assert Genome(bgz).fetch("21", 10, 50)[0] == seqs["21"][10:50]
+    gz = write_fasta(tmp_path / "plain.fa.gz", seqs, compress="gzip")
+    with pytest.raises(InputError, match=r"not with bgzip.*bgzip >"):
+        Genome(gz)
+
+
+def test_soft_masked_and_iupac_bases_come_out_upper_case_acgtn(tmp_path: Path) -> None:
+    fa = write_fasta(tmp_path / "g.fa", {"1": "acgtRYACGTnnkm"})
+    assert Genome(fa).fetch("1", 0, 14)[0] == "ACGTNNACGTNNNN"
+
+
+def test_chromosome_naming_mismatch_names_the_fasta_sequences(tmp_path: Path) -> None:
+    g = Genome(write_fasta(tmp_path / "g.fa", random_genome()))
+    with pytest.raises(InputError, match=r"naming mismatch: x.bed has 'chr20' but the FASTA g.fa calls it '20' "):
+        g.check_chroms(["chr20"], "x.bed")
+    with pytest.raises(InputError, match=r"FASTA sequences: 20, 21\)"):
+        g.check_chroms(["chr20"], "x.bed")
+    with pytest.raises(InputError, match=r"chromosome 'chrUn_gl1' of x.bed is not in the FASTA"):
+        g.check_chroms(["20", "chrUn_gl1"], "x.bed")
+    assert g.check_chroms(["20", "X"], "v.vcf", allow_partial=True) == ["X"]
+
+
+def test_bed_reading_skips_headers_keeps_extra_columns_and_reads_gzip(tmp_path: Path) -> None:
+    lines = [
+        "track name=test",
+        "browser position 20:1-100",
+        "# comment",
+        "",
+        "20\t10\t20\tr1\t0\t+\tx\ty",
+        "20\t30\t30\tr2\t5\t-\tz\tw",
+    ]
+    for gz in (False, True):
+        bed = read_bed(write_lines(tmp_path / f"a{gz}.bed", lines, gz=gz))
+        assert len(bed) == 2 and bed.lines == [5, 6]
+        assert bed.start == [10, 30] and bed.end == [20, 30] and bed.strand == ["+", "-"]
+        df = bed.to_polars()
+        assert df.columns == ["chrom", "start", "end", "name", "score", "strand", "col7", "col8"]
+        assert df["col8"].to_list() == ["y", "w"]
+    bed3 = read_bed(write_lines(tmp_path / "b.bed", ["20 1 5"]))  # space-separated BED3 is accepted
+    assert bed3.strand == ["."] and list(bed3.columns) == ["chrom", "start", "end"]
+
+
+def test_resize_is_centred_on_genomic_coordinates() -> None:
+    """kipoiseq's centre of an odd-width interval rounds up; the strand is not used, so both strands of an
+    interval get the same bases."""
+    assert resize("20", 100, 200, 10) == (145, 155)
+    assert resize("20", 100, 101, 8) == (97, 105)
+    assert resize("20", 0, 2, 10) == (-4, 6)  # may run off the chromosome; padding is done at extraction
+
+
+def test_vcf_multiallelic_records_are_split(tmp_path: Path) -> None:
+    vcf = write_lines(
+        tmp_path / "v.vcf",
+        [
+            "##fileformat=VCFv4.2",
+            "##contig=<ID=20>",
+            "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO",
+            "20\t5\trs1\tA\tC,G,T\t.\t.\t.",
+            "20\t9\t.\tac\ta\t.\t.\t.",
+        ],
+    )
+    rows = read_vcf(vcf)
+    assert [(r.pos, r.ref, r.alt, r.allele, r.n_alts) for r in rows] == [
+        (5, "A", "C", 1, 3),
+        (5, "A", "G", 2, 3),
+        (5, "A", "T", 3, 3),
+        (9, "AC", "A", 1, 1),
+    ]
+
+
+def test_real_slice_matches_1000_genomes_ref_alleles(tmp_path: Path) -> None:
+    """The committed GRCh37 slice is real: every 1000 Genomes REF allele in it matches, and the BED is inside."""
+    files = real_data(tmp_path)
+    g = Genome(files["fasta"])
+    assert g.lengths == {"20": SLICE[1]}
+    rows = read_vcf(files["vcf"])
+    assert len(rows) == 30
+    for r in rows:
+        assert g.fetch("20", r.pos - 1, r.pos - 1 + len(r.ref))[0] == r.ref
+    bed = read_bed(files["bed"])
+    assert len(bed) == 19 and set(bed.chrom) == {"20"}
+    assert all(SLICE[0] <= s <= e <= SLICE[1] for s, e in zip(bed.start, bed.end))
+    seq, padded = g.fetch("20", SLICE[0], SLICE[0] + 1000)
+    assert padded == 0 and seq.count("N") == 0 and set(seq) == set("ACGT")
