@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 import zipfile
 from email.parser import Parser
 from pathlib import Path
@@ -21,6 +20,7 @@ def _requirement_names(reqs: list[str]) -> set[str]:
 
 
 def test_core_dependencies_leave_kipoi_to_its_extra() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     core = _requirement_names(project["dependencies"])
     assert "kipoi" not in core and "setuptools" not in core
@@ -32,7 +32,8 @@ def test_core_dependencies_leave_kipoi_to_its_extra() -> None:
 @pytest.mark.slow
 def test_wheel_metadata_and_data_files(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
+         str(ROOT)],
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
