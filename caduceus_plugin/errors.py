@@ -13,3 +13,8 @@ class CheckpointError(CaduceusError, ValueError):
 
 class InputError(CaduceusError, ValueError):
     """Bad user input (arguments, BED/FASTA/VCF contents, output paths)."""
+
+
+class JobInterrupted(BaseException):
+    """Ctrl-C during a command (raised by the CLI's SIGINT handler). Not a KeyboardInterrupt, which Lightning answers
+    with a message of its own and ``sys.exit(1)``; the CLI prints one line and exits with status 130."""

@@ -29,12 +29,16 @@ def umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_paths(targets: list[Path]) -> Iterator[list[Path]]:
-    """Temporary paths beside ``targets``; renamed onto them when the block succeeds, deleted when it fails."""
+def atomic_paths(targets: list[Path], suffix: str = ".tmp") -> Iterator[list[Path]]:
+    """Temporary paths beside ``targets``; renamed onto them when the block succeeds, deleted when it fails.
+
+    The temporary names are ``.<target name>.<random><suffix>``: pass a ``suffix`` such as ``".tmp.vcf.gz"`` for
+    tools that look at a file's extension (tabix does).
+    """
     tmps: list[Path] = []
     try:
         for target in targets:
-            fd, tmp = tempfile.mkstemp(prefix=f".{Path(target).name}.", suffix=".tmp", dir=Path(target).parent)
+            fd, tmp = tempfile.mkstemp(prefix=f".{Path(target).name}.", suffix=suffix, dir=Path(target).parent)
             os.close(fd)
             tmps.append(Path(tmp))
         yield tmps

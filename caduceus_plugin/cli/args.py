@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 from contextlib import AbstractContextManager
+from typing import Any
 
 
 def positive_int(text: str) -> int:
@@ -20,6 +21,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
     return value
 
 
@@ -59,3 +71,33 @@ def add_inference_arguments(parser: argparse.ArgumentParser, weights_help: str, 
     g.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help=f"{unit} per batch (default 8)")
     g.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available, else cpu")
     add_bf16_argument(g)  # type: ignore[arg-type]
+    r = parser.add_argument_group("where and how it runs (Lightning)")
+    r.add_argument("--accelerator", choices=("cpu", "gpu", "auto"),
+                   help="Lightning accelerator (default: from --device; gpu when CUDA is available)")
+    r.add_argument("--devices", type=positive_int, default=1, metavar="N",
+                   help="processes (CPU) or GPUs per node; more than one runs DDP (default 1)")
+    r.add_argument("--num-nodes", type=positive_int, default=1, metavar="M", help="nodes (default 1)")
+    r.add_argument("--num-workers", type=non_negative_int, default=0, metavar="N",
+                   help="DataLoader worker processes reading the FASTA alongside the model (default 0)")
+    r.add_argument("--resume", action="store_true",
+                   help="continue a killed run from the finished batches in OUT.parts/ (same inputs and options)")
+    r.add_argument("--log-every", type=float, default=30.0, metavar="S",
+                   help="seconds between progress lines when stderr is not a terminal (default 30)")
+
+
+def run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments the jobs take from :func:`add_inference_arguments`'s run group."""
+    from caduceus_plugin.jobs.runner import Devices
+
+    accelerator = args.accelerator or ("gpu" if args.device == "cuda" else "cpu" if args.device == "cpu" else "auto")
+    if accelerator == "auto":
+        import torch
+
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    return {
+        "devices": Devices(accelerator=accelerator, devices=args.devices, num_nodes=args.num_nodes),
+        "num_workers": args.num_workers,
+        "resume": args.resume,
+        "log_every": args.log_every,
+        "progress": True,
+    }

@@ -1,7 +1,7 @@
 """``caduceus`` command line: one module per command in this package, each with ``register(subparsers)``.
 
     caduceus demo [--out DIR] [--weights DIR]           the main job on the shipped real demo input
-    caduceus predict | score-variants | export-kipoi | train | bench | pretrain | pretrain-eval | info | list
+    caduceus predict | score-variants | logits | export-kipoi | train | bench | pretrain | pretrain-eval | info | list
 
 (see ``caduceus COMMAND --help``). Errors print one line (``error: ...``) and exit with status 2; no traceback.
 Command modules import only the standard library at top level so that ``caduceus --help`` stays fast.
@@ -12,15 +12,25 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
 #: Command modules of this package, in the order ``caduceus --help`` lists them.
-COMMANDS = ("demo", "predict", "score_variants", "export_kipoi", "train", "bench", "pretrain", "info")
+COMMANDS = ("demo", "predict", "score_variants", "logits", "export_kipoi", "train", "bench", "pretrain", "info")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other error (``error: ...``, exit status 2); sub-parsers inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {self.prog}: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="caduceus", description="Caduceus DNA language models in plain PyTorch.")
+    parser = _Parser(prog="caduceus", description="Caduceus DNA language models in plain PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         importlib.import_module(f"caduceus_plugin.cli.{name}").register(sub)
@@ -28,9 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from caduceus_plugin.errors import CaduceusError
+    from caduceus_plugin.errors import CaduceusError, JobInterrupted
 
     args = build_parser().parse_args(argv)
+    previous = _on_sigint(JobInterrupted)
     try:
         from caduceus_plugin import settings
 
@@ -39,9 +50,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CaduceusError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except (JobInterrupted, KeyboardInterrupt):
+        print("error: interrupted; no output was written (predict, score-variants and logits keep their finished "
+              "batches in OUT.parts/: rerun the same command with --resume)", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _on_sigint(exc: type[BaseException]) -> Any:
+    """Ctrl-C raises ``exc`` (not KeyboardInterrupt, which Lightning answers with its own message and exit 1).
+    Returns the previous handler, or None where handlers cannot be set (not the main thread)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise exc()
+
+    try:
+        return signal.signal(signal.SIGINT, handler)
+    except ValueError:
+        return None
 
 
 if __name__ == "__main__":

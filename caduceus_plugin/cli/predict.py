@@ -6,9 +6,8 @@ caduceus predict --fasta genome.fa --bed regions.bed --out preds.parquet [--mode
 from __future__ import annotations
 
 import argparse
-import sys
 
-from caduceus_plugin.cli.args import add_inference_arguments, matmul_precision
+from caduceus_plugin.cli.args import add_inference_arguments, matmul_precision, run_options
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -23,12 +22,12 @@ def _run(args: argparse.Namespace) -> int:
             weights=args.weights,
             seq_len=args.seq_len,
             batch_size=args.batch_size,
-            device=args.device,
             fmt=args.format,
             strict=args.strict,
-            progress=sys.stderr.isatty(),
-            num_workers=args.num_workers,
+            **run_options(args),
         )
+    if result.values is None:  # a DDP rank other than 0: rank 0 reports
+        return 0
     p = result.predictor
     n = len(result.intervals)
     off = int(result.intervals["off_chrom_end"].sum())
@@ -62,5 +61,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output file (.parquet, .tsv, .h5; .bw = prefix of per-task bigWigs)")
     p.add_argument("--format", choices=("parquet", "tsv", "h5", "bigwig"), help="default: from the --out suffix")
     p.add_argument("--strict", action="store_true", help="error on windows running off a chromosome (no N padding)")
-    p.add_argument("--num-workers", type=int, default=0, metavar="N", help="DataLoader worker processes (default 0)")
     p.set_defaults(func=_run)

@@ -6,9 +6,8 @@ caduceus score-variants --fasta genome.fa --vcf variants.vcf.gz --out scores.par
 from __future__ import annotations
 
 import argparse
-import sys
 
-from caduceus_plugin.cli.args import add_inference_arguments, matmul_precision
+from caduceus_plugin.cli.args import add_inference_arguments, matmul_precision, run_options
 from caduceus_plugin.cli.args import positive_int as _positive_int
 
 
@@ -25,10 +24,11 @@ def _run(args: argparse.Namespace) -> int:
             seq_len=args.seq_len,
             window=args.window,
             batch_size=args.batch_size,
-            device=args.device,
             fmt=args.format,
-            progress=sys.stderr.isatty(),
+            **run_options(args),
         )
+    if table is None:  # a DDP rank other than 0: rank 0 reports
+        return 0
     counts = dict(table["status"].value_counts().iter_rows())
     parts = [f"{counts.get('ok', 0)} scored"]
     if counts.get("ref_mismatch"):
@@ -50,9 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_inference_arguments(p, "Caduceus checkpoint directory (default: the built-in model)", unit="variants")
     p.add_argument("--vcf", required=True, help="variants (VCF, plain or bgzip)")
-    p.add_argument("--out", required=True, help="output table (.parquet or .tsv)")
+    p.add_argument("--out", required=True, help="output: a table (.parquet, .tsv) or the input VCF annotated with "
+                   "CADUCEUS_* INFO fields (.vcf.gz: bgzipped and tabix-indexed)")
     p.add_argument(
         "--window", type=_positive_int, metavar="N", help="feature-averaging window in bp (default min(1536, seq-len))"
     )
-    p.add_argument("--format", choices=("parquet", "tsv"), help="default: from the --out suffix")
+    p.add_argument("--format", choices=("parquet", "tsv", "vcf"), help="default: from the --out suffix")
     p.set_defaults(func=_run)

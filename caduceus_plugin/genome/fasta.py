@@ -39,8 +39,6 @@ class Genome:
         self._open()
 
     def _open(self) -> None:
-        import pyfaidx
-
         path = self.path
         if not path.is_file():
             raise InputError(f"FASTA file {path} does not exist")
@@ -56,16 +54,46 @@ class Genome:
                 f"FASTA {path} has no index ({fai.name}) and its folder is not writable: index it once with "
                 f"`samtools faidx {path}` where you can write, or copy the FASTA to a writable folder"
             )
-        try:
-            self._fasta = pyfaidx.Fasta(str(path), as_raw=True, build_index=True, rebuild=True)
-        except Exception as err:  # pyfaidx raises many types for malformed input
-            first = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise InputError(f"cannot read FASTA {path}: {first}; is it a valid (bgzip or plain) FASTA?") from None
+        self._fasta = self._pyfaidx(path)
+        if not is_gzip(path) and not self._index_fits(path):
+            # pyfaidx rebuilds an index older than its FASTA, but a FASTA copied with its old mtime (cp -p, rsync
+            # -a) over a newer one keeps a stale index: the offsets would point at the wrong bases
+            self._fasta.close()
+            if not os.access(path.parent, os.W_OK):
+                raise InputError(
+                    f"the index {fai.name} does not match FASTA {path} (another file's index?) and its folder is not "
+                    f"writable: delete it and run `samtools faidx {path}` where you can write"
+                )
+            fai.unlink()
+            self._fasta = self._pyfaidx(path)
         self.names: list[str] = list(self._fasta.keys())
         if not self.names:
             raise InputError(f"FASTA {path} contains no sequences")
         self.lengths: dict[str, int] = {n: int(self._fasta.faidx.index[n].rlen) for n in self.names}
         self._pid = os.getpid()
+
+    @staticmethod
+    def _pyfaidx(path: Path) -> Any:
+        import pyfaidx
+
+        try:
+            return pyfaidx.Fasta(str(path), as_raw=True, build_index=True, rebuild=True)
+        except Exception as err:  # pyfaidx raises many types for malformed input
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise InputError(f"cannot read FASTA {path}: {first}; is it a valid (bgzip or plain) FASTA?") from None
+
+    def _index_fits(self, path: Path) -> bool:
+        """The ``.fai`` describes this (uncompressed) file: its last record ends where the file does."""
+        index = self._fasta.faidx.index
+        if not index:
+            return True
+        last = max(index.values(), key=lambda r: r.offset)
+        if last.lenc <= 0:
+            return True
+        full, rest = divmod(int(last.rlen), int(last.lenc))
+        end = int(last.offset) + full * int(last.lenb) + rest
+        size = path.stat().st_size
+        return end <= size <= end + int(last.lenb) + 1  # the last line's end-of-line, if any
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path}

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from caduceus_plugin.errors import InputError
+from caduceus_plugin.genome.files import is_bgzf, is_gzip
 
 
 @dataclass
@@ -66,16 +67,35 @@ def _variant_file(path: Path, mode: str = "r", **kwargs: Any) -> Iterator[Any]:
     """A pysam ``VariantFile`` with htslib's warnings silenced; a file that cannot be opened is an InputError."""
     import pysam
 
-    verbosity = pysam.set_verbosity(0)
-    try:
+    with contextlib.ExitStack() as stack:
+        source = path
+        if mode == "r" and path.is_file() and is_gzip(path) and not is_bgzf(path):
+            # plain gzip (not bgzip): htslib cannot seek in it, so read a decompressed temporary copy
+            source = stack.enter_context(_gunzipped(path))
+        verbosity = pysam.set_verbosity(0)
+        stack.callback(pysam.set_verbosity, verbosity)
         try:
-            vcf = pysam.VariantFile(str(path), mode, **kwargs)
-        except (ValueError, OSError) as err:
+            vcf = pysam.VariantFile(str(source), mode, **kwargs)
+        except (ValueError, OSError, NotImplementedError) as err:
             raise InputError(f"cannot read VCF {path} ({err}); is it a (bgzipped) VCF with a #CHROM header?") from None
         with vcf:
             yield vcf
-    finally:
-        pysam.set_verbosity(verbosity)
+
+
+@contextlib.contextmanager
+def _gunzipped(path: Path) -> Iterator[Path]:
+    import gzip
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="caduceus-vcf-") as tmp:
+        plain = Path(tmp) / (path.name[: -len(".gz")] if path.name.endswith(".gz") else path.name + ".vcf")
+        try:
+            with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        except (OSError, EOFError) as err:
+            raise InputError(f"cannot decompress VCF {path} ({err}): is the gzip file complete?") from None
+        yield plain
 
 
 def read_vcf_info(path: str | os.PathLike[str], key: str) -> list[tuple[Any, ...]]:
@@ -127,3 +147,55 @@ def write_vcf(path: str | os.PathLike[str], rows: Sequence[VariantRow]) -> int:
             rec = vcf.new_record(contig=r.chrom, start=r.pos - 1, alleles=alleles, id=None if r.id == "." else r.id)
             vcf.write(rec)
     return len(rows)
+
+
+#: INFO fields of an annotated VCF: (table column, INFO id, VCF type, description).
+ANNOTATION_FIELDS = (
+    ("llr", "CADUCEUS_LLR", "Float", "Caduceus masked-LM log p(ALT) - log p(REF), averaged over strands"),
+    ("abs_llr", "CADUCEUS_ABS_LLR", "Float", "Absolute value of CADUCEUS_LLR"),
+    ("emb_l2", "CADUCEUS_EMB_L2", "Float", "Euclidean distance of the REF and ALT window embeddings"),
+    ("emb_cosine", "CADUCEUS_EMB_COS", "Float", "Cosine distance (1 - cos) of the REF and ALT window embeddings"),
+    ("status", "CADUCEUS_STATUS", "String", "scored, or why the allele was not scored"),
+)
+
+
+def _status_code(status: str, reason: str | None) -> str:
+    """A VCF-safe status: ``scored`` (possibly ``scored_no_llr``), ``ref_mismatch`` or ``skipped_<reason>``."""
+    if status == "ok":
+        return "scored" if not reason else "scored_no_llr"
+    slug = "".join(c if c.isalnum() else "_" for c in (reason or "")).strip("_").lower()
+    slug = "_".join(p for p in slug.split("_") if p)[:48]
+    return status if status != "skipped" else f"skipped_{slug or 'unscorable'}"
+
+
+def write_annotated_vcf(source: str | os.PathLike[str], table: Any, out: Path) -> Path:
+    """Copy every record of ``source`` to ``out`` (bgzipped, tabix-indexed), in order, with the INFO fields of
+    :data:`ANNOTATION_FIELDS` (``Number=A``: one value per ALT allele, ``.`` where not computed) from ``table``, a
+    polars frame with one row per split allele in :func:`read_vcf` order. Both files appear atomically. Records
+    with a symbolic ALT get the standard ``END`` field (htslib writes it; it is declared when the input lacks it)."""
+    import pysam
+
+    from caduceus_plugin.fileio import atomic_paths
+
+    columns = {col: table[col].to_list() for col, *_ in ANNOTATION_FIELDS if col != "status"}
+    status = [_status_code(s, r) for s, r in zip(table["status"].to_list(), table["reason"].to_list())]
+    with _variant_file(Path(source)) as vin:
+        header = vin.header.copy()
+        for _, key, kind, text in ANNOTATION_FIELDS:
+            header.info.add(key, "A", kind, text)
+        if "END" not in header.info:  # htslib writes END for symbolic alleles (<DEL>, ...): it must be declared
+            header.info.add("END", 1, "Integer", "End position of the variant (0-based exclusive = 1-based last)")
+        with atomic_paths([out, out.with_name(out.name + ".tbi")], suffix=".tmp.vcf.gz") as (tmp, tmp_tbi):
+            row = 0
+            with pysam.VariantFile(str(tmp), "wz", header=header) as vout:
+                for rec in vin:
+                    n = len(rec.alts or ()) or 1
+                    rec.translate(header)
+                    if rec.alts:
+                        for col, key, _, _ in ANNOTATION_FIELDS:
+                            values = status[row : row + n] if col == "status" else columns[col][row : row + n]
+                            rec.info[key] = tuple(values)
+                    vout.write(rec)
+                    row += n
+            pysam.tabix_index(str(tmp), preset="vcf", force=True, index=str(tmp_tbi))
+    return out

@@ -21,7 +21,6 @@ Formats: parquet and TSV (polars), HDF5 (h5py: ``/intervals/<column>``, ``/preds
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,18 +31,17 @@ import torch
 from caduceus_plugin.errors import InputError
 from caduceus_plugin.fileio import atomic_paths
 from caduceus_plugin.genome import Genome, read_bed, resize
-from caduceus_plugin.jobs.outputs import FORMATS, check_output_path, output_format, write_table
-from caduceus_plugin.jobs.predictor import Predictor, load_predictor
+from caduceus_plugin.jobs.outputs import (
+    FORMATS,
+    bigwig_paths,
+    check_output_path,
+    output_format,
+    write_bigwig_tracks,
+    write_table,
+)
+from caduceus_plugin.jobs.predictor import Predictor, check_memory, load_predictor, resolve_device
+from caduceus_plugin.jobs.runner import Devices, job_signature, run_job, shard_folder
 from caduceus_plugin.sequence import onehot
-
-
-def bigwig_paths(out: str | os.PathLike[str], names: list[str]) -> list[Path]:
-    """``<out>.<task>.bw`` per task, where a ``.bw``/``.bigwig`` suffix of ``out`` is dropped first."""
-    out = Path(out)
-    stem = out.with_suffix("") if out.suffix.lower() in (".bw", ".bigwig") else out
-    safe = ["".join(c if c.isalnum() or c in "-_." else "_" for c in n) for n in names]
-    return [stem.parent / f"{stem.name}.{n}.bw" for n in safe]
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # data
@@ -58,34 +56,9 @@ class WindowDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.chroms)
 
-    def __getitem__(self, i: int) -> torch.Tensor:
+    def __getitem__(self, i: int) -> dict[str, Any]:
         seq, _ = self.genome.extract(self.chroms[i], self.starts[i], self.ends[i], self.strands[i])
-        return torch.from_numpy(onehot([seq])[0])
-
-
-def run_batches(
-    predictor: Predictor,
-    dataset: torch.utils.data.Dataset,
-    batch_size: int,
-    progress: bool = False,
-    num_workers: int = 0,
-    desc: str = "predict",
-) -> np.ndarray:
-    from tqdm import tqdm
-
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=predictor.device.type == "cuda",
-    )
-    outs = []
-    with tqdm(total=len(dataset), unit="seq", desc=desc, disable=not progress, file=sys.stderr) as bar:
-        for batch in loader:
-            outs.append(predictor(batch))
-            bar.update(len(batch))
-    return np.concatenate(outs, axis=0)
+        return {"index": i, "x": torch.from_numpy(onehot([seq])[0])}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -143,8 +116,15 @@ def predict(
     progress: bool = False,
     num_workers: int = 0,
     predictor: Predictor | None = None,
+    devices: Devices | None = None,
+    resume: bool = False,
+    log_every: float = 30.0,
 ) -> Predictions:
     """Predict on every interval of ``bed``; write ``out`` (format from ``fmt`` or the suffix) unless it is None.
+
+    Batches run through Lightning (:func:`caduceus_plugin.jobs.runner.run_job`) on ``devices`` (default: one
+    process on ``device``) and stream into ``OUT.parts/``; ``resume`` continues a killed run from it. On a DDP
+    rank other than 0 the result has no values (``values`` is None) and nothing is written.
 
     Raises:
         InputError: bad BED/FASTA/arguments (nothing is written).
@@ -152,14 +132,17 @@ def predict(
     """
     if batch_size < 1:
         raise InputError(f"--batch-size must be a positive integer, got {batch_size}")
+    devices = devices or Devices(accelerator="gpu" if resolve_device(device).type == "cuda" else "cpu")
+    devices.check()
     if out is not None:
         fmt = output_format(out, fmt)
-        check_output_path(out)
+        check_output_path(out, inputs=[fasta, bed, weights])
     intervals_bed = read_bed(bed)
     genome = Genome(fasta)
     genome.check_chroms(intervals_bed.chrom, source=Path(bed).name)
     if predictor is None:
-        predictor = load_predictor(model, weights, device=device, seq_len=seq_len)
+        predictor = load_predictor(model, weights, device="cpu", seq_len=seq_len)  # the runner moves it
+    check_memory(predictor, batch_size)
     if fmt == "bigwig" and predictor.output_kind != "tracks":
         raise InputError(
             f"--format bigwig needs a model with per-bin track outputs; {predictor.source} gives "
@@ -179,13 +162,30 @@ def predict(
             f"runs off chromosome {c} ({genome.lengths[c]} bp); without --strict it is padded with N and flagged"
         )
     strands = intervals_bed.strand
-    values = run_batches(
-        predictor, WindowDataset(genome, intervals_bed.chrom, wstart, wend, strands), batch_size, progress, num_workers
-    )
-    if predictor.output_kind == "tracks":  # to genome orientation
-        minus = np.array([s == "-" for s in strands])
-        values[minus] = values[minus][..., ::-1]
+    dataset = WindowDataset(genome, intervals_bed.chrom, wstart, wend, strands)
+    signature = job_signature("predict", {"fasta": fasta, "bed": bed, "weights": weights},
+                              model=model, source=predictor.source, seq_len=width, fmt=fmt, strict=strict)
+    with shard_folder(out, signature) as shards:
+        arrays = run_job(
+            dataset, lambda b: {"values": predictor.fn(b["x"]).float()}, {"model": predictor.module}, shards,
+            batch_size=batch_size, devices=devices, resume=resume, num_workers=num_workers, progress=progress,
+            unit="window", desc="predict", log_every=log_every,
+        )
+        if arrays is None:  # a DDP rank other than 0: rank 0 writes the output
+            return Predictions(intervals=None, values=None, predictor=predictor, paths=[])  # type: ignore[arg-type]
+        values = arrays["values"]
+        if predictor.output_kind == "tracks":  # to genome orientation
+            minus = np.array([s == "-" for s in strands])
+            values[minus] = values[minus][..., ::-1]
+        result = _result(intervals_bed, wstart, wend, padded, values, predictor)
+        if out is not None:
+            result.paths = write_predictions(result, Path(out), fmt or "parquet", genome)
+        shards.remove()
+    return result
 
+
+def _result(intervals_bed: Any, wstart: list[int], wend: list[int], padded: list[int], values: np.ndarray,
+            predictor: Predictor) -> Predictions:
     import polars as pl
 
     intervals = intervals_bed.to_polars().with_columns(
@@ -194,10 +194,7 @@ def predict(
         pl.Series("padded_bp", padded, dtype=pl.Int64),
         pl.Series("off_chrom_end", [p > 0 for p in padded], dtype=pl.Boolean),
     )
-    result = Predictions(intervals=intervals, values=values, predictor=predictor, paths=[])
-    if out is not None:
-        result.paths = write_predictions(result, Path(out), fmt or "parquet", genome)
-    return result
+    return Predictions(intervals=intervals, values=values, predictor=predictor, paths=[])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -259,44 +256,13 @@ def track_bins(result: Predictions) -> tuple[np.ndarray, np.ndarray]:
     return starts, starts + p.bin_size
 
 
-def _merge_bins(starts: np.ndarray, ends: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Non-overlapping sorted segments; where bins overlap, the mean of the covering values."""
-    bounds = np.unique(np.concatenate([starts, ends]))
-    i0, i1 = np.searchsorted(bounds, starts), np.searchsorted(bounds, ends)
-    total = np.zeros(len(bounds) + 1)
-    count = np.zeros(len(bounds) + 1)
-    np.add.at(total, i0, values)
-    np.add.at(total, i1, -values)
-    np.add.at(count, i0, 1)
-    np.add.at(count, i1, -1)
-    seg_total, seg_count = np.cumsum(total)[:-2], np.rint(np.cumsum(count)[:-2])
-    keep = seg_count > 0
-    return bounds[:-1][keep], bounds[1:][keep], seg_total[keep] / seg_count[keep]
-
-
 def write_bigwigs(result: Predictions, out: Path, genome: Genome) -> list[Path]:
-    import pyBigWig
-
     p = result.predictor
     targets = bigwig_paths(out, p.names)
     starts, ends = track_bins(result)
-    chroms = result.intervals["chrom"].to_numpy()
-    with atomic_paths(targets) as tmps:
-        for k, tmp in enumerate(tmps):
-            bw = pyBigWig.open(str(tmp), "w")
-            try:
-                bw.addHeader([(c, genome.lengths[c]) for c in genome.names])
-                for c in genome.names:
-                    rows = chroms == c
-                    if not rows.any():
-                        continue
-                    s = np.clip(starts[rows].ravel(), 0, genome.lengths[c])
-                    e = np.clip(ends[rows].ravel(), 0, genome.lengths[c])
-                    v = result.values[rows, k, :].ravel().astype(np.float64)
-                    ok = e > s
-                    ms, me, mv = _merge_bins(s[ok], e[ok], v[ok])
-                    if len(ms):
-                        bw.addEntries([c] * len(ms), ms.tolist(), ends=me.tolist(), values=mv.tolist())
-            finally:
-                bw.close()
+    n, t, n_bins = result.values.shape
+    chroms = np.repeat(result.intervals["chrom"].to_numpy(), n_bins)
+    values = result.values.transpose(0, 2, 1).reshape(n * n_bins, t)
+    write_bigwig_tracks(targets, [(c, genome.lengths[c]) for c in genome.names], chroms, starts.ravel(), ends.ravel(),
+                        values)
     return targets

@@ -56,6 +56,7 @@ class Predictor:
     out_len: int = 1
     mlm: Any = field(default=None, repr=False)  # CaduceusForMaskedLM for Caduceus weights (variant scoring)
     n_to_pad: bool = True
+    module: Any = field(default=None, repr=False)  # the nn.Module ``fn`` runs (a job's runner moves it to a device)
 
     def __call__(self, onehot: np.ndarray | torch.Tensor) -> np.ndarray:
         x = torch.as_tensor(onehot, dtype=torch.float32).to(self.device, non_blocking=True)
@@ -66,6 +67,42 @@ class Predictor:
     def describe(self) -> str:
         extra = f", bin_size {self.bin_size}, crop_len {self.crop_len}" if self.output_kind == "tracks" else ""
         return f"{self.source}: {self.output_kind} ({len(self.names)}), seq_len {self.seq_len}{extra}"
+
+
+#: Peak inference memory of a Caduceus forward per token and inner channel (bytes), measured with ``ru_maxrss`` for
+#: the built-in model (d_inner 192) at 8-131 kbp: 7.5-11.6 KB per token, i.e. at most ~60 bytes per channel.
+BYTES_PER_TOKEN_CHANNEL = 64
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel says a new allocation can get (``MemAvailable``), or None where it does not say."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_memory(predictor: Predictor, batch_size: int, windows_per_item: int = 1) -> None:
+    """Refuse, before any work, a batch whose forward pass would not fit in the memory this machine has.
+
+    Raises:
+        InputError: the estimate (:data:`BYTES_PER_TOKEN_CHANNEL` x d_inner x tokens) exceeds 90% of
+            ``MemAvailable`` (CPU) or of the free GPU memory.
+    """
+    if predictor.mlm is None:
+        return  # gReLU models: no estimate
+    tokens = batch_size * windows_per_item * predictor.seq_len
+    need = BYTES_PER_TOKEN_CHANNEL * predictor.mlm.config.d_inner * tokens
+    have = available_memory() if predictor.device.type == "cpu" else torch.cuda.mem_get_info(predictor.device)[0]
+    if have is not None and need > 0.9 * have:
+        raise InputError(
+            f"--seq-len {predictor.seq_len} x --batch-size {batch_size} needs about {need / 2**30:.1f} GiB for one "
+            f"batch and this machine has {have / 2**30:.1f} GiB available: lower --batch-size or --seq-len"
+        )
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -152,7 +189,11 @@ def _caduceus_predictor(path: Path, dev: torch.device, seq_len: int | None, mode
     folder = path if path.is_dir() else path.parent
     if seq_len is None:
         seq_len = cfg.extra.get("seq_len") or _card_seq_len(folder) or DEFAULT_SEQ_LEN
-    n_to_pad = bool(cfg.extra.get("n_to_pad", True))
+        if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+            raise CheckpointError(f"config field seq_len={seq_len!r} in {path}: expected a positive integer")
+    n_to_pad = cfg.extra.get("n_to_pad", True)
+    if not isinstance(n_to_pad, bool):
+        raise CheckpointError(f"config field n_to_pad={n_to_pad!r} in {path}: expected true or false")
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         ids = onehot_to_ids(x, n_to_pad=n_to_pad)
@@ -166,6 +207,7 @@ def _caduceus_predictor(path: Path, dev: torch.device, seq_len: int | None, mode
         source=f"{'Caduceus-PS' if cfg.rcps else 'Caduceus-Ph'} {path}",
         fn=fn,
         mlm=mlm,
+        module=mlm,
         n_to_pad=n_to_pad,
     )
 
@@ -228,6 +270,7 @@ def _grelu_predictor(path: Path, dev: torch.device, seq_len: int | None, model: 
         device=dev,
         source=f"gReLU {mp.get('model_type', '?')} {path}",
         fn=fn,
+        module=lm,
         bin_size=int(bin_size) if bin_size else None,
         crop_len=crop_len,
         out_len=out_len,

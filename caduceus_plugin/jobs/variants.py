@@ -22,7 +22,6 @@ rounding for PS embeddings, whose strand symmetry comes from the weights).
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,10 @@ import torch
 
 from caduceus_plugin.errors import InputError
 from caduceus_plugin.genome import Genome, VariantRow, read_vcf
+from caduceus_plugin.genome.vcf import write_annotated_vcf
 from caduceus_plugin.jobs.outputs import check_output_path, output_format, write_table
-from caduceus_plugin.jobs.predictor import Predictor, load_predictor
+from caduceus_plugin.jobs.predictor import Predictor, check_memory, load_predictor, resolve_device
+from caduceus_plugin.jobs.runner import Devices, job_signature, run_job, shard_folder
 from caduceus_plugin.sequence import MASK_ID, reverse_complement_ids, token_ids
 
 #: averaging window of the authors' VEP embeddings (bp)
@@ -65,48 +66,76 @@ def score_sequences(
     window: int,
     n_to_pad: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Scores of ref/alt window pairs (cleaned ACGTN strings of equal length).
+    """Scores of ref/alt window pairs (cleaned ACGTN strings of equal length); see :func:`score_ids`.
+
+    Args:
+        alleles: ``(ref_base, alt_base)`` for an SNV (its LLR is computed at ``centers[i]``), None otherwise.
+    """
+    device = next(mlm.parameters()).device
+    ref_tok = [token_ids(a[0], n_to_pad=False)[0] if a is not None else -1 for a in alleles]
+    alt_tok = [token_ids(a[1], n_to_pad=False)[0] if a is not None else -1 for a in alleles]
+    out = score_ids(
+        mlm, seq_ids(ref_seqs, n_to_pad).to(device), seq_ids(alt_seqs, n_to_pad).to(device),
+        torch.tensor(list(centers), device=device), torch.tensor(ref_tok, device=device),
+        torch.tensor(alt_tok, device=device), window,
+    )
+    return {k: v.cpu().numpy() for k, v in out.items()}
+
+
+@torch.inference_mode()
+def score_ids(
+    mlm: Any,
+    ref_ids: torch.Tensor,
+    alt_ids: torch.Tensor,
+    centers: torch.Tensor,
+    ref_tok: torch.Tensor,
+    alt_tok: torch.Tensor,
+    window: int,
+) -> dict[str, torch.Tensor]:
+    """Scores of a batch of ref/alt windows.
 
     Args:
         mlm: a ``CaduceusForMaskedLM`` (eval mode).
-        ref_seqs, alt_seqs: the windows.
-        centers: index of the variant in each window (the features are averaged around it).
-        alleles: ``(ref_base, alt_base)`` for an SNV (its LLR is computed at ``centers[i]``), None otherwise.
+        ref_ids, alt_ids: ``(b, l)`` token ids of the windows.
+        centers: ``(b,)`` index of the variant in each window (the features are averaged around it).
+        ref_tok, alt_tok: ``(b,)`` token ids of an SNV's REF and ALT base (A..T: 7..10), or -1 where no LLR is
+            computed (indels, MNPs, alleles with N).
         window: averaging window width; positions within ``window // 2`` of the centre are averaged.
-        n_to_pad: map N to [PAD].
 
     Returns:
-        ``llr`` (NaN where ``alleles`` is None), ``emb_l2``, ``emb_cosine`` (float64 arrays).
+        float64 ``(b,)`` tensors: ``llr`` (NaN where no LLR), ``emb_l2``, ``emb_cosine`` (``1 - cos``), ``emb_dot``
+        (inner product of the ref and alt window embeddings), ``emb_ref_norm`` and ``emb_alt_norm``.
     """
     from caduceus_plugin.models.caduceus.features import embed
 
-    device = next(mlm.parameters()).device
-    b = len(ref_seqs)
-    ids = seq_ids([*ref_seqs, *alt_seqs], n_to_pad).to(device)
-    feats = embed(mlm, ids)
-    pooled = _window_mean(feats, [*centers, *centers], window // 2)
+    device = ref_ids.device
+    b, length = ref_ids.shape
+    feats = embed(mlm, torch.cat([ref_ids, alt_ids]))
+    pooled = _window_mean(feats, [*centers.tolist(), *centers.tolist()], window // 2)
     ref_e, alt_e = pooled[:b], pooled[b:]
-    l2 = (alt_e - ref_e).norm(dim=-1)
-    cos = 1 - torch.nn.functional.cosine_similarity(alt_e, ref_e, dim=-1)
-
-    llr = np.full(b, np.nan)
-    snv = [i for i, a in enumerate(alleles) if a is not None]
-    if snv:
-        length = ids.shape[1]
-        masked = ids[snv].clone()
-        pos = torch.tensor([centers[i] for i in snv], device=device)
-        masked[torch.arange(len(snv), device=device), pos] = MASK_ID
+    out = {
+        "llr": torch.full((b,), float("nan"), dtype=torch.float64, device=device),
+        "emb_l2": (alt_e - ref_e).norm(dim=-1),
+        "emb_cosine": 1 - torch.nn.functional.cosine_similarity(alt_e, ref_e, dim=-1),
+        "emb_dot": (alt_e * ref_e).sum(dim=-1),
+        "emb_ref_norm": ref_e.norm(dim=-1),
+        "emb_alt_norm": alt_e.norm(dim=-1),
+    }
+    snv = torch.nonzero((ref_tok >= 0) & (alt_tok >= 0)).flatten()
+    if len(snv):
+        masked = ref_ids[snv].clone()
+        pos = centers[snv]
+        k = torch.arange(len(snv), device=device)
+        masked[k, pos] = MASK_ID
         cmap = torch.tensor(mlm.config.full_complement_map(), device=device)
         logits = mlm(torch.cat([masked, reverse_complement_ids(masked, cmap)])).logits.double().log_softmax(-1)
-        k = torch.arange(len(snv), device=device)
-        ref_t = torch.from_numpy(token_ids("".join(alleles[i][0] for i in snv), n_to_pad=False)).to(device)  # type: ignore[index]
-        alt_t = torch.from_numpy(token_ids("".join(alleles[i][1] for i in snv), n_to_pad=False)).to(device)  # type: ignore[index]
+        ref_t, alt_t = ref_tok[snv].long(), alt_tok[snv].long()
         fwd = logits[k, pos]
         rev = logits[len(snv) + k, length - 1 - pos]
         llr_fwd = fwd[k, alt_t] - fwd[k, ref_t]
         llr_rev = rev[k, cmap[alt_t]] - rev[k, cmap[ref_t]]
-        llr[snv] = ((llr_fwd + llr_rev) / 2).cpu().numpy()
-    return {"llr": llr, "emb_l2": l2.cpu().numpy(), "emb_cosine": cos.cpu().numpy()}
+        out["llr"][snv] = (llr_fwd + llr_rev) / 2
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -140,6 +169,8 @@ def _classify(row: VariantRow, genome: Genome) -> tuple[str, str, str, str]:
         return kind, "skipped", "ALT equals REF", fasta_ref
     if kind != "snv":
         return kind, "ok", "llr is computed for SNVs only", fasta_ref
+    if "N" in ref + alt:
+        return kind, "ok", "llr needs REF and ALT in A/C/G/T (N is not a base to score)", fasta_ref
     return kind, "ok", "", fasta_ref
 
 
@@ -157,6 +188,29 @@ def variant_windows(row: VariantRow, genome: Genome, seq_len: int) -> tuple[str,
     return ref_seq, alt_seq, c, padded
 
 
+class VariantDataset(torch.utils.data.Dataset):
+    """Item ``k``: the ref/alt windows (token ids) of the ``k``-th scorable allele, its centre and SNV base ids."""
+
+    def __init__(self, rows: list[VariantRow], snv: list[bool], genome: Genome, seq_len: int, n_to_pad: bool):
+        self.rows, self.snv, self.genome, self.seq_len, self.n_to_pad = rows, snv, genome, seq_len, n_to_pad
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, k: int) -> dict[str, Any]:
+        row = self.rows[k]
+        ref_seq, alt_seq, center, padded = variant_windows(row, self.genome, self.seq_len)
+        ids = token_ids([ref_seq, alt_seq], n_to_pad=self.n_to_pad)
+        ref_tok = int(token_ids(row.ref, n_to_pad=False)[0]) if self.snv[k] else -1
+        alt_tok = int(token_ids(row.alt, n_to_pad=False)[0]) if self.snv[k] else -1
+        return {"index": k, "ref": torch.from_numpy(ids[0]), "alt": torch.from_numpy(ids[1]), "center": center,
+                "ref_tok": ref_tok, "alt_tok": alt_tok, "padded": padded}
+
+
+#: Score columns, in table order (float64; null where not computed).
+SCORE_COLUMNS = ("llr", "abs_llr", "emb_l2", "emb_cosine", "emb_dot", "emb_ref_norm", "emb_alt_norm")
+
+
 def score_variants(
     fasta: str | os.PathLike[str],
     vcf: str | os.PathLike[str],
@@ -171,9 +225,17 @@ def score_variants(
     fmt: str | None = None,
     progress: bool = False,
     predictor: Predictor | None = None,
+    devices: Devices | None = None,
+    resume: bool = False,
+    num_workers: int = 0,
+    log_every: float = 30.0,
 ) -> Any:
     """Score every allele of ``vcf``; returns a polars DataFrame (one row per split allele, in VCF order) and
-    writes it to ``out`` (parquet or TSV) when given.
+    writes it to ``out`` when given: Parquet or TSV, or (``.vcf.gz``) the input VCF, every record in order, with
+    ``CADUCEUS_*`` INFO fields added, bgzipped and tabix-indexed.
+
+    Batches run through Lightning on ``devices`` and stream into ``OUT.parts/`` (``resume`` continues a killed
+    run); on a DDP rank other than 0 nothing is written and None is returned.
 
     Raises:
         InputError: bad VCF/FASTA/arguments, a model without a masked-LM head (nothing is written).
@@ -181,83 +243,83 @@ def score_variants(
     """
     import polars as pl
 
-
     if batch_size < 1:
         raise InputError(f"--batch-size must be a positive integer, got {batch_size}")
     if window is not None and window < 1:
         raise InputError(f"--window must be a positive integer, got {window}")
+    devices = devices or Devices(accelerator="gpu" if resolve_device(device).type == "cuda" else "cpu")
+    devices.check()
     if out is not None:
-        fmt = output_format(out, fmt, allowed=("parquet", "tsv"))
-        check_output_path(out)
+        fmt = output_format(out, fmt, allowed=("parquet", "tsv", "vcf"))
+        check_output_path(out, inputs=[fasta, vcf, weights])
     rows = read_vcf(vcf)
     genome = Genome(fasta)
     genome.check_chroms([r.chrom for r in rows], source=Path(vcf).name, allow_partial=True)
     if predictor is None:
-        predictor = load_predictor(model, weights, device=device, seq_len=seq_len)
+        predictor = load_predictor(model, weights, device="cpu", seq_len=seq_len)  # the runner moves it
     if predictor.mlm is None:
         raise InputError(
             f"score-variants needs a Caduceus masked-LM checkpoint (a directory with config.json + "
             f"model.safetensors); {predictor.source} has no masked-LM head"
         )
+    check_memory(predictor, batch_size, windows_per_item=4)  # ref + alt, and the two masked-LM passes
     length = predictor.seq_len
     if window is None:
         window = min(DEFAULT_WINDOW, length)
 
     info = [_classify(r, genome) for r in rows]
-    n = len(rows)
-    llr, l2, cos = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
-    padded = np.zeros(n, dtype=np.int64)
     todo = [i for i, (_, status, _, _) in enumerate(info) if status == "ok"]
-    from tqdm import tqdm
+    snv = [info[i][0] == "snv" and not info[i][2] for i in todo]
+    dataset = VariantDataset([rows[i] for i in todo], snv, genome, length, predictor.n_to_pad)
+    mlm = predictor.mlm
 
-    with tqdm(total=len(todo), unit="variant", disable=not progress, file=sys.stderr) as bar:
-        for k in range(0, len(todo), batch_size):
-            chunk = todo[k : k + batch_size]
-            wins = [variant_windows(rows[i], genome, length) for i in chunk]
-            for i, w in zip(chunk, wins):
-                padded[i] = w[3]
-            alleles = [(rows[i].ref, rows[i].alt) if info[i][0] == "snv" else None for i in chunk]
-            scores = score_sequences(
-                predictor.mlm,
-                [w[0] for w in wins],
-                [w[1] for w in wins],
-                [w[2] for w in wins],
-                alleles,
-                window,
-                predictor.n_to_pad,
-            )
-            llr[chunk], l2[chunk], cos[chunk] = scores["llr"], scores["emb_l2"], scores["emb_cosine"]
-            bar.update(len(chunk))
+    def step(b: dict[str, Any]) -> dict[str, torch.Tensor]:
+        scores = score_ids(mlm, b["ref"], b["alt"], b["center"], b["ref_tok"], b["alt_tok"], window)
+        return {**scores, "padded": b["padded"]}
 
-    def nullable(a: np.ndarray) -> list[float | None]:
-        return [None if np.isnan(v) else float(v) for v in a]
+    signature = job_signature("score-variants", {"fasta": fasta, "vcf": vcf, "weights": weights}, model=model,
+                              source=predictor.source, seq_len=length, window=window, fmt=fmt)
+    n = len(rows)
+    cols = {k: np.full(n, np.nan) for k in SCORE_COLUMNS}
+    padded = np.zeros(n, dtype=np.int64)
+    with shard_folder(out, signature) as shards:
+        if todo:
+            arrays = run_job(dataset, step, {"mlm": mlm}, shards, batch_size=batch_size, devices=devices,
+                             resume=resume, num_workers=num_workers, progress=progress, unit="variant",
+                             desc="score-variants", log_every=log_every)
+            if arrays is None:  # a DDP rank other than 0: rank 0 writes the output
+                return None
+            for k in SCORE_COLUMNS:
+                if k in arrays:
+                    cols[k][todo] = arrays[k]
+            cols["abs_llr"][todo] = np.abs(arrays["llr"])
+            padded[todo] = arrays["padded"]
 
-    table = pl.DataFrame(
-        {
-            "chrom": [r.chrom for r in rows],
-            "pos": [r.pos for r in rows],
-            "id": [r.id for r in rows],
-            "ref": [r.ref for r in rows],
-            "alt": [r.alt for r in rows],
-            "allele": [r.allele for r in rows],
-            "variant_type": [x[0] for x in info],
-            "status": [x[1] for x in info],
-            "reason": [x[2] or None for x in info],
-            "fasta_ref": [x[3] for x in info],
-            "llr": nullable(llr),
-            "emb_l2": nullable(l2),
-            "emb_cosine": nullable(cos),
-            "padded_bp": padded,
-        },
-        schema_overrides={
-            "pos": pl.Int64,
-            "allele": pl.Int64,
-            "reason": pl.Utf8,
-            "llr": pl.Float64,
-            "emb_l2": pl.Float64,
-            "emb_cosine": pl.Float64,
-        },
-    )
-    if out is not None:
-        write_table(table, Path(out), fmt)
+        def nullable(a: np.ndarray) -> list[float | None]:
+            return [None if np.isnan(v) else float(v) for v in a]
+
+        table = pl.DataFrame(
+            {
+                "chrom": [r.chrom for r in rows],
+                "pos": [r.pos for r in rows],
+                "id": [r.id for r in rows],
+                "ref": [r.ref for r in rows],
+                "alt": [r.alt for r in rows],
+                "allele": [r.allele for r in rows],
+                "variant_type": [x[0] for x in info],
+                "status": [x[1] for x in info],
+                "reason": [x[2] or None for x in info],
+                "fasta_ref": [x[3] for x in info],
+                **{k: nullable(cols[k]) for k in SCORE_COLUMNS},
+                "padded_bp": padded,
+            },
+            schema_overrides={"pos": pl.Int64, "allele": pl.Int64, "reason": pl.Utf8,
+                              **{k: pl.Float64 for k in SCORE_COLUMNS}},
+        )
+        if out is not None:
+            if fmt == "vcf":
+                write_annotated_vcf(vcf, table, Path(out))
+            else:
+                write_table(table, Path(out), fmt)
+        shards.remove()
     return table

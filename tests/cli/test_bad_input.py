@@ -210,3 +210,114 @@ def test_real_process_prints_one_line_and_no_traceback(fasta: Path, tmp_path: Pa
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith("error: chromosome naming mismatch") and proc.stderr.count("\n") == 1, proc.stderr
     assert not out.exists()
+
+
+# --- issue 16: the inputs real users got wrong ------------------------------------------------------------------
+
+
+def test_snv_with_n_alleles_is_reported_not_a_traceback(fasta: Path, tmp_path: Path, capsys) -> None:
+    seq = random_genome()["20"]
+    vcf = _vcf(tmp_path / "v.vcf", [f"20\t1000\tn_alt\t{seq[999]}\tN", f"20\t1200\tgood\t{seq[1199]}\t"
+                                    f"{'ACGT'[('ACGT'.index(seq[1199]) + 1) % 4]}"])
+    out = tmp_path / "s.parquet"
+    code, _, err = run(["score-variants", "--fasta", str(fasta), "--vcf", str(vcf), "--out", str(out), *FAST],
+                            capsys)
+    assert code == 0, err
+    df = pl.read_parquet(out)
+    assert df["status"].to_list() == ["ok", "ok"]  # both are scored; the N allele gets no llr, and says why
+    assert df["llr"][0] is None and df["emb_l2"][0] is not None and "N is not a base" in df["reason"][0]
+    assert df["llr"][1] is not None
+
+
+def test_plain_gzip_vcf_is_read(fasta: Path, tmp_path: Path, capsys) -> None:
+    import gzip
+
+    seq = random_genome()["20"]
+    plain = _vcf(tmp_path / "v.vcf", [f"20\t1000\t.\t{seq[999]}\t{'ACGT'[('ACGT'.index(seq[999]) + 1) % 4]}"])
+    gz = tmp_path / "v.vcf.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))  # gzip, not bgzip: htslib cannot seek in it
+    outs = []
+    for src in (plain, gz):
+        out = tmp_path / f"{src.name}.parquet"
+        assert main(["score-variants", "--fasta", str(fasta), "--vcf", str(src), "--out", str(out), *FAST]) == 0
+        outs.append(pl.read_parquet(out))
+    assert outs[0].equals(outs[1])
+
+
+@pytest.mark.parametrize("which", ["fasta", "bed", "fai"])
+def test_output_naming_an_input_is_refused(which: str, fasta: Path, tmp_path: Path, capsys) -> None:
+    bed = write_lines(tmp_path / "r.parquet", ["20\t10\t20"])  # a BED whose name looks like an output
+    from caduceus_plugin.genome import Genome
+
+    Genome(fasta).close()  # writes g.fa.fai
+    target = {"fasta": fasta, "bed": bed, "fai": Path(str(fasta) + ".fai")}[which]
+    before = target.read_bytes()
+    code, _, err = run(["predict", "--fasta", str(fasta), "--bed", str(bed), "--out", str(target), "--format",
+                        "parquet", *FAST], capsys)
+    assert code == 2 and err.count("\n") == 1 and "is the input file" in err, err
+    assert target.read_bytes() == before
+
+
+def test_usage_errors_are_one_line(capsys) -> None:
+    for argv in (["predict", "--fasta", "x"], ["no-such-command"], ["predict", "--batch-size", "0"], []):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: caduceus") and err.count("\n") == 1 and "usage:" not in err, err
+
+
+def test_a_batch_that_cannot_fit_in_memory_is_refused(fasta: Path, tmp_path: Path, capsys) -> None:
+    bed = write_lines(tmp_path / "r.bed", ["20\t10\t20"])
+    out = tmp_path / "o.parquet"
+    argv = ["predict", "--fasta", str(fasta), "--bed", str(bed), "--out", str(out), "--weights", TINY,
+            "--seq-len", str(2**30)]
+    assert_fails(argv, "needs about", capsys, out)
+
+
+def test_stale_fasta_index_is_rebuilt(tmp_path: Path) -> None:
+    import os
+
+    from caduceus_plugin.genome import Genome
+
+    fa = write_fasta(tmp_path / "g.fa", {"a": "ACGT" * 5, "b": "GG"})
+    Genome(fa).close()
+    write_fasta(fa, {"a": "T" * 40, "c": "CC"})  # another genome copied over it with an old mtime (cp -p)
+    os.utime(fa, (0, 0))
+    g = Genome(fa)
+    assert g.lengths == {"a": 40, "c": 2} and g.fetch("a", 0, 3) == ("TTT", 0)
+
+
+def _config_with(tmp_path: Path, path: tuple[str, ...], value) -> Path:
+    import json
+    import shutil
+
+    d = tmp_path / "ck"
+    shutil.copytree(TINY, d, dirs_exist_ok=True)
+    cfg = json.loads((d / "config.json").read_text())
+    node = cfg
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    (d / "config.json").write_text(json.dumps(cfg))
+    return d
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("d_model",), 0), (("n_layer",), "2"), (("norm_epsilon",), -1e-5), (("norm_epsilon",), float("inf")),
+        (("ssm_cfg", "d_state"), 0), (("ssm_cfg", "dt_min"), 0), (("ssm_cfg", "dt_max"), "x"),
+        (("ssm_cfg", "dt_scale"), -1.0), (("ssm_cfg", "dt_init_floor"), None), (("ssm_cfg", "expand"), 1.5),
+        (("initializer_cfg", "initializer_range"), -1), (("initializer_cfg", "n_residuals_per_layer"), 0),
+        (("seq_len",), -128), (("n_to_pad",), "yes"),
+    ],
+    ids=lambda v: ".".join(v) if isinstance(v, tuple) else repr(v),
+)
+def test_every_config_field_is_checked(path, value, fasta: Path, tmp_path: Path, capsys) -> None:
+    weights = _config_with(tmp_path, path, value)
+    bed = write_lines(tmp_path / "r.bed", ["20\t10\t20"])
+    out = tmp_path / "o.parquet"
+    argv = ["predict", "--fasta", str(fasta), "--bed", str(bed), "--out", str(out), "--weights", str(weights)]
+    err = assert_fails(argv, f"config field {'.'.join(path)}=", capsys, out)
+    assert "Traceback" not in err

@@ -150,3 +150,39 @@ def test_odd_records_are_split_checked_and_reported(tmp_path: Path, ps_model) ->
     with pytest.raises(InputError, match=r"naming mismatch: chr.vcf has 'chr20' but the FASTA .* calls it '20'"):
         score_variants(files["fasta"], chr_vcf, tmp_path / "x.tsv", predictor=predictor)
     assert not (tmp_path / "x.tsv").exists()
+
+
+def test_annotated_vcf_keeps_every_record_and_adds_info_fields(tmp_path: Path, capsys) -> None:
+    import pysam
+
+    files = real_data(tmp_path)
+    vcf = tmp_path / "odd.vcf"
+    seq = Genome(files["fasta"]).fetch("20", 1_010_000, 1_010_010)[0]
+    header = [ln for ln in files["vcf"].read_text().splitlines() if ln.startswith("#")]
+    body = [ln for ln in files["vcf"].read_text().splitlines() if not ln.startswith("#")][:4]
+    other = [b for b in "ACGT" if b != seq[0]]
+    body.insert(2, f"20\t1010001\tmulti\t{seq[0]}\t{other[0]},{other[1]},<DEL>\t.\tPASS\t.")
+    vcf.write_text("\n".join([*header, *body]) + "\n")
+    opts = ["--fasta", str(files["fasta"]), "--vcf", str(vcf), "--weights", str(shipped_weights("tiny_ps")),
+            "--seq-len", str(SEQ_LEN), "--window", "64"]
+    assert main(["score-variants", *opts, "--out", str(tmp_path / "s.parquet")]) == 0
+    assert main(["score-variants", *opts, "--out", str(tmp_path / "s.vcf.gz")]) == 0
+    table = pl.read_parquet(tmp_path / "s.parquet")
+    assert {"abs_llr", "emb_dot", "emb_ref_norm", "emb_alt_norm"} <= set(table.columns)
+    out = tmp_path / "s.vcf.gz"
+    assert (tmp_path / "s.vcf.gz.tbi").is_file()
+    with pysam.VariantFile(str(out)) as f:
+        for key in ("CADUCEUS_LLR", "CADUCEUS_ABS_LLR", "CADUCEUS_EMB_L2", "CADUCEUS_EMB_COS", "CADUCEUS_STATUS"):
+            assert f.header.info[key].number == "A"
+        records = list(f)
+        assert [r.id for r in records] == [ln.split("\t")[2] for ln in body]  # every record, in order
+        assert list(f.fetch("20", 1_010_000, 1_010_001))[0].id == "multi"  # tabix index works
+    multi = next(r for r in records if r.id == "multi")
+    assert multi.info["CADUCEUS_STATUS"][:2] == ("scored", "scored")
+    assert multi.info["CADUCEUS_STATUS"][2].startswith("skipped_symbolic")
+    assert multi.info["CADUCEUS_LLR"][2] is None
+    rows = table.filter(pl.col("id") == "multi")
+    for k in range(2):
+        assert multi.info["CADUCEUS_LLR"][k] == pytest.approx(rows["llr"][k], rel=1e-5)
+        assert multi.info["CADUCEUS_EMB_L2"][k] == pytest.approx(rows["emb_l2"][k], rel=1e-5)
+        assert multi.info["CADUCEUS_ABS_LLR"][k] == pytest.approx(abs(rows["llr"][k]), rel=1e-5)

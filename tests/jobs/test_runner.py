@@ -1,0 +1,160 @@
+"""Jobs on Lightning: shards, --resume after SIGKILL, DDP over 2 CPU processes, progress lines, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from caduceus_plugin.cli import main
+from caduceus_plugin.errors import InputError
+from caduceus_plugin.jobs.predict import predict
+from caduceus_plugin.jobs.runner import Devices, Shards
+from caduceus_plugin.registry.pretrained import shipped_weights
+from tests.genomic_data import SLICE, real_data, write_lines
+
+TINY = str(shipped_weights("tiny_ps"))
+SEQ_LEN = 128
+
+
+def _tiled_bed(path: Path, n: int, step: int = 50) -> Path:
+    lo = SLICE[0] + 1000
+    return write_lines(path, [f"20\t{lo + i * step}\t{lo + i * step + 20}\tw{i}\t0\t{'+-'[i % 2]}" for i in range(n)])
+
+
+def _cli(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "caduceus_plugin.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=600, **kw)
+
+
+def _predict_args(files: dict[str, Path], bed: Path, out: Path, *extra: str) -> list[str]:
+    return ["predict", "--fasta", str(files["fasta"]), "--bed", str(bed), "--out", str(out), "--weights", TINY,
+            "--seq-len", str(SEQ_LEN), *extra]
+
+
+def test_shards_gather_in_row_order_dropping_sampler_padding(tmp_path: Path) -> None:
+    shards = Shards(tmp_path / "x.parts", {"job": "t"})
+    shards.prepare(resume=False)
+    shards.write({"index": np.array([2, 0]), "v": np.array([20.0, 0.0])}, rank=0)
+    shards.write({"index": np.array([1, 2]), "v": np.array([10.0, 20.0])}, rank=1)  # 2 again: DistributedSampler pad
+    assert shards.done() == {0, 1, 2}
+    np.testing.assert_array_equal(shards.gather(3)["v"], [0.0, 10.0, 20.0])
+    with pytest.raises(InputError, match="1 of 4 rows have no result"):
+        shards.gather(4)
+
+
+def test_leftover_shards_need_resume_and_the_same_job(tmp_path: Path) -> None:
+    Shards(tmp_path / "x.parts", {"job": "a", "options": {"seq_len": 128}}).prepare(resume=False)
+    with pytest.raises(InputError, match="pass --resume to continue it, or delete the folder"):
+        Shards(tmp_path / "x.parts", {"job": "a", "options": {"seq_len": 128}}).prepare(resume=False)
+    with pytest.raises(InputError, match=r"written by a different job \(differs in: options"):
+        Shards(tmp_path / "x.parts", {"job": "a", "options": {"seq_len": 256}}).prepare(resume=True)
+    Shards(tmp_path / "x.parts", {"job": "a", "options": {"seq_len": 128}}).prepare(resume=True)
+
+
+def test_predict_streams_shards_and_cleans_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = real_data(tmp_path)
+    bed = _tiled_bed(tmp_path / "w.bed", 12)
+    seen: list[int] = []
+    real_write = Shards.write
+
+    def spy(self, arrays, rank):  # each batch goes to disk as it finishes: never more than one batch in memory
+        seen.append(len(arrays["index"]))
+        return real_write(self, arrays, rank)
+
+    monkeypatch.setattr(Shards, "write", spy)
+    out = tmp_path / "p.parquet"
+    res = predict(files["fasta"], bed, out, weights=TINY, seq_len=SEQ_LEN, batch_size=5, device="cpu")
+    assert seen == [5, 5, 2]
+    assert pl.read_parquet(out).height == 12 and res.values.shape == (12, 32)
+    assert not (tmp_path / "p.parquet.parts").exists()
+
+
+def test_resume_after_sigkill_gives_the_same_output(tmp_path: Path) -> None:
+    files = real_data(tmp_path)
+    bed = _tiled_bed(tmp_path / "w.bed", 400, step=7)
+    ref = tmp_path / "ref.parquet"
+    assert _cli(*_predict_args(files, bed, ref, "--batch-size", "8")).returncode == 0
+    out = tmp_path / "p.parquet"
+    parts = tmp_path / "p.parquet.parts"
+    proc = subprocess.Popen([sys.executable, "-m", "caduceus_plugin.cli",
+                             *_predict_args(files, bed, out, "--batch-size", "1")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and len(list(parts.glob("part-*.npz"))) < 20:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed: make the job longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    n_done = len(list(parts.glob("part-*.npz")))
+    assert 20 <= n_done < 400
+    again = _cli(*_predict_args(files, bed, out, "--batch-size", "1"))
+    assert again.returncode == 2 and "--resume" in again.stderr and again.stderr.count("\n") == 1
+    resumed = _cli(*_predict_args(files, bed, out, "--batch-size", "8", "--resume"))  # the batch size may change
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = pl.read_parquet(ref), pl.read_parquet(out)
+    assert a.columns == b.columns and a.height == b.height == 400
+    emb = [c for c in a.columns if c.startswith("emb_")]
+    np.testing.assert_allclose(b.select(emb).to_numpy(), a.select(emb).to_numpy(), rtol=1e-5, atol=1e-6)
+    assert a.drop(emb).equals(b.drop(emb))
+    assert not parts.exists()
+
+
+def test_ddp_over_two_cpu_processes_equals_one_process(tmp_path: Path) -> None:
+    files = real_data(tmp_path)
+    bed = _tiled_bed(tmp_path / "w.bed", 21)  # odd: the distributed sampler pads one rank with a repeated row
+    one, two = tmp_path / "one.parquet", tmp_path / "two.parquet"
+    assert _cli(*_predict_args(files, bed, one, "--batch-size", "4")).returncode == 0
+    proc = _cli(*_predict_args(files, bed, two, "--batch-size", "4", "--accelerator", "cpu", "--devices", "2"),
+                cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("wrote 21 rows") == 1  # rank 0 reports, rank 1 is quiet
+    a, b = pl.read_parquet(one), pl.read_parquet(two)
+    emb = [c for c in a.columns if c.startswith("emb_")]
+    np.testing.assert_allclose(b.select(emb).to_numpy(), a.select(emb).to_numpy(), rtol=1e-5, atol=1e-6)
+    assert a.drop(emb).equals(b.drop(emb))
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
+    files = real_data(tmp_path)
+    bed = _tiled_bed(tmp_path / "w.bed", 10)
+    proc = _cli(*_predict_args(files, bed, tmp_path / "p.parquet", "--batch-size", "2", "--log-every", "0"))
+    assert proc.returncode == 0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("predict: ")]
+    assert len(lines) == 5 and lines[-1].startswith("predict: 10/10 windows (100%)") and "ETA" in lines[-1]
+    assert "GPU available" not in proc.stderr + proc.stdout  # Lightning's banner is not for our users
+
+
+def test_ctrl_c_is_one_line_exit_130_and_no_output(tmp_path: Path) -> None:
+    files = real_data(tmp_path)
+    bed = _tiled_bed(tmp_path / "w.bed", 600, step=7)
+    out = tmp_path / "p.parquet"
+    proc = subprocess.Popen([sys.executable, "-m", "caduceus_plugin.cli",
+                             *_predict_args(files, bed, out, "--batch-size", "1")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    parts = tmp_path / "p.parquet.parts"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and len(list(parts.glob("part-*.npz"))) < 5:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.count("\n") == 1 and err.startswith("error: interrupted") and "--resume" in err
+    assert not out.exists()
+
+
+def test_bad_devices_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    files = real_data(tmp_path)
+    argv = _predict_args(files, files["bed"], tmp_path / "p.parquet")
+    assert main([*argv, "--accelerator", "gpu"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+    with pytest.raises(InputError, match="--devices must be a positive integer"):
+        Devices(devices=0).check()
