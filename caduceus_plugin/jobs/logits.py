@@ -38,7 +38,7 @@ from caduceus_plugin.jobs.outputs import (
     write_bigwig_tracks,
     write_table,
 )
-from caduceus_plugin.jobs.predictor import check_memory, load_predictor, resolve_device
+from caduceus_plugin.jobs.predictor import auto_batch_size, check_memory, load_predictor, resolve_device
 from caduceus_plugin.jobs.runner import Devices, job_signature, run_job, shard_folder
 from caduceus_plugin.sequence import A_ID, MASK_ID, T_ID, reverse_complement, token_ids
 
@@ -123,7 +123,7 @@ def logits(
     weights: str | os.PathLike[str] | None = None,
     seq_len: int | None = None,
     stride: int = DEFAULT_STRIDE,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     device: str | None = None,
     fmt: str | None = None,
     progress: bool = False,
@@ -142,9 +142,8 @@ def logits(
     """
     import polars as pl
 
-    for name, value in (("--batch-size", batch_size), ("--stride", stride)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise InputError(f"--stride must be a positive integer, got {stride!r}")
     devices = devices or Devices(accelerator="gpu" if resolve_device(device).type == "cuda" else "cpu")
     devices.check()
     if out is not None:
@@ -164,6 +163,7 @@ def logits(
     predictor = load_predictor(model, weights, device="cpu", seq_len=seq_len)
     if predictor.mlm is None:
         raise InputError(f"logits needs a Caduceus masked-LM checkpoint; {predictor.source} has no masked-LM head")
+    batch_size = auto_batch_size(predictor, batch_size)
     check_memory(predictor, batch_size, windows_per_item=1 if predictor.mlm.config.rcps else 2)
     length = predictor.seq_len
     if stride > length:

@@ -39,7 +39,7 @@ from caduceus_plugin.jobs.outputs import (
     write_bigwig_tracks,
     write_table,
 )
-from caduceus_plugin.jobs.predictor import Predictor, check_memory, load_predictor, resolve_device
+from caduceus_plugin.jobs.predictor import Predictor, auto_batch_size, check_memory, load_predictor, resolve_device
 from caduceus_plugin.jobs.runner import Devices, job_signature, run_job, shard_folder
 from caduceus_plugin.sequence import onehot
 
@@ -109,7 +109,7 @@ def predict(
     model: str | None = None,
     weights: str | os.PathLike[str] | None = None,
     seq_len: int | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     device: str | None = None,
     fmt: str | None = None,
     strict: bool = False,
@@ -130,8 +130,6 @@ def predict(
         InputError: bad BED/FASTA/arguments (nothing is written).
         CheckpointError: missing or corrupt weights.
     """
-    if batch_size < 1:
-        raise InputError(f"--batch-size must be a positive integer, got {batch_size}")
     devices = devices or Devices(accelerator="gpu" if resolve_device(device).type == "cuda" else "cpu")
     devices.check()
     if out is not None:
@@ -142,6 +140,7 @@ def predict(
     genome.check_chroms(intervals_bed.chrom, source=Path(bed).name)
     if predictor is None:
         predictor = load_predictor(model, weights, device="cpu", seq_len=seq_len)  # the runner moves it
+    batch_size = auto_batch_size(predictor, batch_size)
     check_memory(predictor, batch_size)
     if fmt == "bigwig" and predictor.output_kind != "tracks":
         raise InputError(

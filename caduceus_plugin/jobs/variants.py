@@ -33,7 +33,7 @@ from caduceus_plugin.errors import InputError
 from caduceus_plugin.genome import Genome, VariantRow, read_vcf
 from caduceus_plugin.genome.vcf import write_annotated_vcf
 from caduceus_plugin.jobs.outputs import check_output_path, output_format, write_table
-from caduceus_plugin.jobs.predictor import Predictor, check_memory, load_predictor, resolve_device
+from caduceus_plugin.jobs.predictor import Predictor, auto_batch_size, check_memory, load_predictor, resolve_device
 from caduceus_plugin.jobs.runner import Devices, job_signature, run_job, shard_folder
 from caduceus_plugin.sequence import MASK_ID, reverse_complement_ids, token_ids
 
@@ -220,7 +220,7 @@ def score_variants(
     weights: str | os.PathLike[str] | None = None,
     seq_len: int | None = None,
     window: int | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     device: str | None = None,
     fmt: str | None = None,
     progress: bool = False,
@@ -243,8 +243,6 @@ def score_variants(
     """
     import polars as pl
 
-    if batch_size < 1:
-        raise InputError(f"--batch-size must be a positive integer, got {batch_size}")
     if window is not None and window < 1:
         raise InputError(f"--window must be a positive integer, got {window}")
     devices = devices or Devices(accelerator="gpu" if resolve_device(device).type == "cuda" else "cpu")
@@ -262,6 +260,7 @@ def score_variants(
             f"score-variants needs a Caduceus masked-LM checkpoint (a directory with config.json + "
             f"model.safetensors); {predictor.source} has no masked-LM head"
         )
+    batch_size = auto_batch_size(predictor, batch_size, windows_per_item=2)
     check_memory(predictor, batch_size, windows_per_item=4)  # ref + alt, and the two masked-LM passes
     length = predictor.seq_len
     if window is None:
