@@ -158,3 +158,25 @@ def test_bad_devices_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "CUDA is not available" in capsys.readouterr().err
     with pytest.raises(InputError, match="--devices must be a positive integer"):
         Devices(devices=0).check()
+
+
+def _peak_rss_mb(args: list[str]) -> float:
+    code = ("import resource, sys; from caduceus_plugin.cli import main; rc = main(sys.argv[1:]); "
+            "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return float(proc.stdout.split("PEAK")[-1])
+
+
+@pytest.mark.slow
+def test_peak_memory_is_bounded_by_a_batch_not_the_number_of_intervals(tmp_path: Path) -> None:
+    files = real_data(tmp_path)
+    peaks = []
+    for n in (2_000, 20_000):
+        bed = _tiled_bed(tmp_path / f"w{n}.bed", n, step=9)
+        out = tmp_path / f"p{n}.parquet"
+        args = _predict_args(files, bed, out, "--batch-size", "128")
+        args[args.index("--seq-len") + 1] = "64"
+        peaks.append(_peak_rss_mb(args))
+        assert pl.read_parquet(out).height == n
+    assert peaks[1] < 1.5 * peaks[0], peaks
