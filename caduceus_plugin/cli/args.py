@@ -87,7 +87,8 @@ def add_inference_arguments(parser: argparse.ArgumentParser, weights_help: str, 
 
 
 def run_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments the jobs take from :func:`add_inference_arguments`'s run group."""
+    """The keyword arguments every inference job takes from :func:`add_inference_arguments` (model, length, batch,
+    output format, and where and how it runs)."""
     from caduceus_plugin.jobs.runner import Devices
 
     accelerator = args.accelerator or ("gpu" if args.device == "cuda" else "cpu" if args.device == "cpu" else "auto")
@@ -96,6 +97,11 @@ def run_options(args: argparse.Namespace) -> dict[str, Any]:
 
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     return {
+        "model": args.model,
+        "weights": args.weights,
+        "seq_len": args.seq_len,
+        "batch_size": args.batch_size,
+        "fmt": args.format,
         "devices": Devices(accelerator=accelerator, devices=args.devices, num_nodes=args.num_nodes),
         "num_workers": args.num_workers,
         "resume": args.resume,

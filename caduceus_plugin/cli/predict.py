@@ -18,11 +18,6 @@ def _run(args: argparse.Namespace) -> int:
             args.fasta,
             args.bed,
             args.out,
-            model=args.model,
-            weights=args.weights,
-            seq_len=args.seq_len,
-            batch_size=args.batch_size,
-            fmt=args.format,
             strict=args.strict,
             **run_options(args),
         )

@@ -19,12 +19,7 @@ def _run(args: argparse.Namespace) -> int:
             args.fasta,
             args.vcf,
             args.out,
-            model=args.model,
-            weights=args.weights,
-            seq_len=args.seq_len,
             window=args.window,
-            batch_size=args.batch_size,
-            fmt=args.format,
             **run_options(args),
         )
     if table is None:  # a DDP rank other than 0: rank 0 reports
