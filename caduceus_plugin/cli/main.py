@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from caduceus_plugin.errors import CaduceusError, JobInterrupted
 
     args = build_parser().parse_args(argv)
-    previous = _on_sigint(JobInterrupted)
+    previous = _on_signals(JobInterrupted)
     try:
         from caduceus_plugin import settings
 
@@ -50,29 +50,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CaduceusError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except (JobInterrupted, KeyboardInterrupt):
-        print("error: interrupted; no output was written (predict, score-variants and logits keep their finished "
-              "batches in OUT.parts/: rerun the same command with --resume)", file=sys.stderr)
-        return 130
+    except (JobInterrupted, KeyboardInterrupt) as err:
+        signum = err.args[0] if isinstance(err, JobInterrupted) and err.args else signal.SIGINT
+        print(f"error: interrupted ({signal.Signals(signum).name}); no output was written (predict, score-variants "
+              "and logits keep their finished batches in OUT.parts/: rerun the same command with --resume)",
+              file=sys.stderr)
+        return 128 + int(signum)
     except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
-def _on_sigint(exc: type[BaseException]) -> Any:
-    """Ctrl-C raises ``exc`` (not KeyboardInterrupt, which Lightning answers with its own message and exit 1).
-    Returns the previous handler, or None where handlers cannot be set (not the main thread)."""
+def _on_signals(exc: type[BaseException]) -> dict[int, Any]:
+    """Ctrl-C (SIGINT) and SIGTERM (a scheduler's stop) raise ``exc(signum)``: not KeyboardInterrupt, which
+    Lightning answers with its own message and exit 1 (Lightning calls a SIGTERM handler set before it starts).
+    Returns the previous handlers; none are set outside the main thread."""
 
     def handler(signum: int, frame: Any) -> None:
-        raise exc()
+        raise exc(signum)
 
+    previous = {}
     try:
-        return signal.signal(signal.SIGINT, handler)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, handler)
     except ValueError:
-        return None
+        pass
+    return previous
 
 
 if __name__ == "__main__":

@@ -180,3 +180,21 @@ def test_peak_memory_is_bounded_by_a_batch_not_the_number_of_intervals(tmp_path:
         peaks.append(_peak_rss_mb(args))
         assert pl.read_parquet(out).height == n
     assert peaks[1] < 1.5 * peaks[0], peaks
+
+
+def test_sigterm_stops_the_job_with_one_line_and_keeps_finished_batches(tmp_path: Path) -> None:
+    files = real_data(tmp_path)
+    bed = _tiled_bed(tmp_path / "w.bed", 600, step=7)
+    out = tmp_path / "p.parquet"
+    proc = subprocess.Popen([sys.executable, "-m", "caduceus_plugin.cli",
+                             *_predict_args(files, bed, out, "--batch-size", "1")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    parts = tmp_path / "p.parquet.parts"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and len(list(parts.glob("part-*.npz"))) < 5:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert err.count("\n") == 1 and "interrupted (SIGTERM)" in err
+    assert not out.exists() and len(list(parts.glob("part-*.npz"))) >= 5
