@@ -40,6 +40,7 @@ LAYERS: list[tuple[str, float, str]] = [
     ("caduceus_plugin.jobs.variants", 8.1, "jobs.variants"),
     ("caduceus_plugin.jobs.pretrain", 8.1, "jobs.pretrain"),
     ("caduceus_plugin.jobs.bench", 8.2, "jobs.bench"),  # runs the other jobs side by side
+    ("caduceus_plugin.compat", 8.5, "compat"),  # the authors' API on our modules
     ("caduceus_plugin.cli", 9, "cli"),
     ("caduceus_plugin.cli", 9.1, "cli.main"),
     ("=caduceus_plugin.cli", 9.2, "cli.init"),  # "=": this module only (the package's __init__)

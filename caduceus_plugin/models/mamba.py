@@ -14,6 +14,26 @@ from caduceus_plugin.ops.conv import causal_conv1d, causal_conv1d_step
 from caduceus_plugin.ops.scan import selective_scan
 
 
+def rms_norm(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, eps: float = 1e-5
+) -> torch.Tensor:
+    """``x / sqrt(mean(x^2) + eps) * weight (+ bias)`` over the last axis, in float32, cast back to ``x.dtype``."""
+    xf = x.float()
+    y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps) * weight.float()
+    if bias is not None:
+        y = y + bias.float()
+    return y.to(x.dtype)
+
+
+def layer_norm(
+    x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float = 1e-5
+) -> torch.Tensor:
+    """Layer norm over the last axis, in float32, cast back to ``x.dtype``."""
+    w = None if weight is None else weight.float()
+    b = None if bias is None else bias.float()
+    return F.layer_norm(x.float(), (x.shape[-1],), w, b, eps).to(x.dtype)
+
+
 class RMSNorm(nn.Module):
     """``y = x / sqrt(mean(x^2) + eps) * w``, computed in float32 and cast back to the input dtype."""
 
@@ -23,18 +43,16 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(d, device=device, dtype=dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight.float()
-        return y.to(x.dtype)
+        """``x`` (..., d) -> normed (..., d), same dtype."""
+        return rms_norm(x, self.weight, None, self.eps)
 
 
 class LayerNorm(nn.LayerNorm):
     """``nn.LayerNorm`` computed in float32 and cast back to the input dtype (``rms_norm=False``)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = None if self.weight is None else self.weight.float()
-        b = None if self.bias is None else self.bias.float()
-        return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps).to(x.dtype)
+        """``x`` (..., d) -> normed (..., d), same dtype."""
+        return layer_norm(x, self.weight, self.bias, self.eps)
 
 
 def make_norm(d: int, rms_norm: bool, eps: float, **factory: object) -> nn.Module:
@@ -66,12 +84,14 @@ class Mamba(nn.Module):
         dt_init_floor: float = 1e-4,
         conv_bias: bool = True,
         bias: bool = False,
+        use_fast_path: bool = True,
+        layer_idx: int | None = None,
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
-        **_ignored: object,
     ):
         super().__init__()
         f = {"device": device, "dtype": dtype}
+        self.use_fast_path, self.layer_idx = use_fast_path, layer_idx
         self.d_model, self.d_state, self.d_conv = d_model, d_state, d_conv
         self.d_inner = int(expand * d_model)
         self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
@@ -147,6 +167,7 @@ class Mamba(nn.Module):
         return rearrange(y, "b e l -> b l e"), (ctx, h)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """``u`` (b, l, d) -> (b, l, d)."""
         return self.out_proj(self.ssm(self.in_proj(u)))
 
 
@@ -157,6 +178,14 @@ class BiMamba(nn.Module):
     (the same Parameter objects); conv1d, x_proj, dt_proj, A_log and D stay separate. Because the shared
     projections act per position, the tied ``add`` case projects once: ``in_proj`` is applied to ``u`` once and
     ``out_proj`` to the sum of both directions (exact by linearity).
+
+    Args:
+        d_model: channels ``d``.
+        bidirectional: with False, only ``mamba_fwd``.
+        strategy: ``"add"`` or ``"ew_multiply"`` (the authors' ``bidirectional_strategy``).
+        weight_tie: share in/out projections (the authors' ``bidirectional_weight_tie``).
+        **ssm_cfg: :class:`Mamba` keywords; anything else is a TypeError. The authors' keyword names are refused with
+            a pointer to these (or use ``caduceus_plugin.compat.modeling_caduceus.BiMambaWrapper``).
     """
 
     def __init__(
@@ -170,6 +199,12 @@ class BiMamba(nn.Module):
         **ssm_cfg: object,
     ):
         super().__init__()
+        for theirs, ours in (("bidirectional_strategy", "strategy"), ("bidirectional_weight_tie", "weight_tie")):
+            if theirs in ssm_cfg:
+                raise TypeError(
+                    f"BiMamba got {theirs}=: its keyword is {ours}= ({theirs}= is the authors' BiMambaWrapper name; "
+                    "caduceus_plugin.compat.modeling_caduceus.BiMambaWrapper takes it)"
+                )
         if strategy not in ("add", "ew_multiply"):
             raise ValueError(f"bidirectional_strategy must be 'add' or 'ew_multiply', got {strategy!r}")
         self.bidirectional, self.strategy, self.weight_tie = bidirectional, strategy, weight_tie
@@ -183,6 +218,7 @@ class BiMamba(nn.Module):
             self.mamba_rev = None
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """``u`` (b, l, d) -> (b, l, d): both directions combined."""
         fwd, rev = self.mamba_fwd, self.mamba_rev
         if rev is None:
             return fwd(u)

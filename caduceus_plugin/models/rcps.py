@@ -9,7 +9,7 @@ complement each id). Every layer here satisfies
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -17,8 +17,59 @@ from torch import nn
 from caduceus_plugin.sequence import reverse_complement_ids as rc_ids
 
 __all__ = [
-    "RCPSEmbedding", "RCPSLMHead", "RCPSWrapper", "rc_hidden", "rc_ids", "rcps_norm", "split_strands", "swap_halves"
+    "RCPSEmbedding", "RCPSLMHead", "RCPSWrapper", "complement_table", "rc_hidden", "rc_ids", "rcps_norm",
+    "split_strands", "swap_halves",
 ]  # fmt: skip
+
+#: What a complement map may be: one entry per token id, as a sequence (``table[id]``) or a mapping ``{id: id}``.
+ComplementMap = Sequence[int] | Mapping[int, int] | Mapping[str, int] | torch.Tensor
+
+
+def complement_table(complement_map: ComplementMap, vocab_size: int) -> list[int]:
+    """``complement_map`` as a list ``table[id] = complement id`` over ``vocab_size`` ids, checked.
+
+    A mapping (the authors' ``{id: complement id}`` dict; keys may be ints or digit strings, as in ``config.json``,
+    in any order) is read by key, never by position; a sequence or 1-D tensor by position. Either must have exactly
+    one entry per id ``0 .. vocab_size - 1`` (padded ids map to themselves: list them), values in range, and be an
+    involution (complementing twice gives the same id back).
+
+    Raises:
+        TypeError: not a mapping, sequence or 1-D integer tensor.
+        ValueError: missing, extra or out-of-range entries, or not an involution.
+    """
+    if isinstance(complement_map, Mapping):
+        try:
+            table_map = {int(k): int(v) for k, v in complement_map.items()}
+        except (TypeError, ValueError):
+            raise ValueError("complement_map keys and values must be token ids (integers)") from None
+        keys = set(table_map)
+        if keys != set(range(vocab_size)):
+            missing = sorted(set(range(vocab_size)) - keys)
+            extra = sorted(keys - set(range(vocab_size)))
+            what = f"no entry for id(s) {missing[:8]}" if missing else f"id(s) {extra[:8]} outside the vocabulary"
+            raise ValueError(
+                f"complement_map must have one entry per token id 0..{vocab_size - 1} (padded ids map to "
+                f"themselves): {what}"
+            )
+        table = [table_map[i] for i in range(vocab_size)]
+    elif isinstance(complement_map, torch.Tensor):
+        if complement_map.ndim != 1 or complement_map.is_floating_point():
+            raise TypeError("complement_map as a tensor must be 1-D integer ids")
+        table = [int(v) for v in complement_map.tolist()]
+    elif isinstance(complement_map, Sequence) and not isinstance(complement_map, (str, bytes)):
+        table = [int(v) for v in complement_map]
+    else:
+        raise TypeError(
+            f"complement_map must be a dict {{id: complement id}} or a sequence of ids, not {type(complement_map)}"
+        )
+    if len(table) != vocab_size:
+        raise ValueError(f"complement_map has {len(table)} entries; vocab_size is {vocab_size} (one per token id)")
+    for i, c in enumerate(table):
+        if not 0 <= c < vocab_size:
+            raise ValueError(f"complement_map: {i}->{c} is outside the vocabulary 0..{vocab_size - 1}")
+        if table[c] != i:
+            raise ValueError(f"complement_map is not an involution: {i}->{c} but {c}->{table[c]}")
+    return table
 
 
 def rc_hidden(h: torch.Tensor) -> torch.Tensor:
@@ -38,25 +89,34 @@ def swap_halves(h: torch.Tensor) -> torch.Tensor:
 
 
 class RCPSEmbedding(nn.Module):
-    """``emb(x)_t = [E[x_t], flipC(E[comp(x_t)])]``: one table, both strands in forward coordinates."""
+    """``emb(x)_t = [E[x_t], flipC(E[comp(x_t)])]``: one table, both strands in forward coordinates.
+
+    Args:
+        vocab_size: ids ``0 .. vocab_size - 1``.
+        d_model: width of the table, ``d``; the output has ``2 * d`` channels.
+        complement_map: one entry per id, a dict ``{id: complement id}`` or a sequence (see
+            :func:`complement_table`; anything else is refused, never guessed).
+    """
 
     def __init__(
         self,
         vocab_size: int,
         d_model: int,
-        complement_map: Sequence[int],
+        complement_map: ComplementMap,
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
     ):
         super().__init__()
+        table = complement_table(complement_map, vocab_size)
         self.embedding = nn.Embedding(vocab_size, d_model, device=device, dtype=dtype)
-        self.register_buffer("complement_map", torch.tensor(list(complement_map), dtype=torch.long, device=device))
+        self.register_buffer("complement_map", torch.tensor(table, dtype=torch.long, device=device))
 
     @property
     def weight(self) -> torch.Tensor:
         return self.embedding.weight
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """``input_ids`` (b, l) -> embeddings (b, l, 2d): forward strand, then reverse strand (forward coordinates)."""
         fwd = self.embedding(input_ids)
         rev = self.embedding(self.complement_map[input_ids]).flip(-1)
         return torch.cat([fwd, rev], dim=-1)
@@ -74,9 +134,11 @@ class RCPSWrapper(nn.Module):
         super().__init__()
         self.submodule = submodule
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, **submodule_kwargs: object) -> torch.Tensor:
+        """``h`` (b, l, 2d) -> (b, l, 2d'). Keyword arguments go to the submodule (which rejects what it does not
+        take), once, for both strands."""
         fwd, rev = split_strands(h)
-        out = self.submodule(torch.cat([fwd, rc_hidden(rev)], dim=0))
+        out = self.submodule(torch.cat([fwd, rc_hidden(rev)], dim=0), **submodule_kwargs)
         out_f, out_r = out.chunk(2, dim=0)
         return torch.cat([out_f, rc_hidden(out_r)], dim=-1)
 
@@ -90,22 +152,28 @@ def rcps_norm(norm: nn.Module, h: torch.Tensor) -> torch.Tensor:
 class RCPSLMHead(nn.Module):
     """``logits_t[v] = <h_fwd_t, W[v]> + <flipC(h_rev_t), W[comp(v)]>`` with ``W`` (vocab, d).
 
-    ``lm_head`` is a bias-free Linear whose weight is normally the embedding table (tied).
+    ``lm_head`` is a bias-free Linear whose weight is normally the embedding table (tied). ``complement_map`` as
+    for :class:`RCPSEmbedding` (a dict is read by key).
     """
 
     def __init__(
         self,
         vocab_size: int,
         d_model: int,
-        complement_map: Sequence[int],
+        complement_map: ComplementMap,
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
     ):
         super().__init__()
+        table = complement_table(complement_map, vocab_size)
         self.lm_head = nn.Linear(d_model, vocab_size, bias=False, device=device, dtype=dtype)
-        self.register_buffer("complement_map", torch.tensor(list(complement_map), dtype=torch.long, device=device))
+        self.register_buffer("complement_map", torch.tensor(table, dtype=torch.long, device=device))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Hidden states (b, l, 2d) -> logits (b, l, vocab), in ``h``'s dtype."""
+        d = self.lm_head.in_features
+        if h.shape[-1] != 2 * d:
+            raise ValueError(f"RCPSLMHead expects 2 * {d} = {2 * d} channels (both strands), got {h.shape[-1]}")
         fwd, rev = split_strands(h)
         w = self.lm_head.weight.to(h.dtype)
         return fwd @ w.t() + rev.flip(-1) @ w[self.complement_map].t()

@@ -47,9 +47,15 @@ _INIT_DEFAULTS: dict[str, Any] = {
 class CaduceusConfig:
     """Hyper-parameters of Caduceus-PS (``rcps=True``) and Caduceus-Ph (``rcps=False``).
 
-    Defaults are those of the released models (not the authors' class defaults, which are Mamba-2.8B's).
+    Defaults are those of the released models (not the authors' class defaults, which are Mamba-2.8B's; for those,
+    and for Hugging Face keywords, use :class:`caduceus_plugin.compat.configuration_caduceus.CaduceusConfig`).
     ``rcps_fused_half_swap`` (ours, not in the authors' config) selects the per-layer channel-half swap of the
     authors' fused RCPS block; ``None`` means "as the authors' code does": on when ``rcps and fused_add_norm``.
+
+    What the model uses is what the config says: ``vocab_size`` is padded up to a multiple of
+    ``pad_vocab_size_multiple`` here (as the authors' model does to its config), and ``complement_map`` holds one
+    entry per id of that vocabulary (ids not given map to themselves). A complement map is read by key (int or digit
+    string keys), never by position. Unknown keywords are a TypeError.
     """
 
     d_model: int = 256
@@ -78,8 +84,10 @@ class CaduceusConfig:
         if self.complement_map is not None:
             self.complement_map = {int(k): int(v) for k, v in self.complement_map.items()}
         self.validate()
-        if self.complement_map is None:  # written out explicitly, as the released configs have it
-            self.complement_map = dict(enumerate(self.full_complement_map()))
+        # what the model uses, written out (as the released configs have it): the padded vocabulary, one complement
+        # entry per id
+        self.vocab_size = self.padded_vocab_size
+        self.complement_map = dict(enumerate(self.full_complement_map()))
 
     # ---------------------------------------------------------------------------------------------------------------
     # derived sizes
@@ -88,6 +96,11 @@ class CaduceusConfig:
     def padded_vocab_size(self) -> int:
         m = self.pad_vocab_size_multiple
         return self.vocab_size if m <= 1 else int(math.ceil(self.vocab_size / m) * m)
+
+    @property
+    def mamba_kwargs(self) -> dict[str, Any]:
+        """``ssm_cfg`` as :class:`~caduceus_plugin.models.mamba.Mamba` keywords (``layer``, validated, dropped)."""
+        return {k: v for k, v in self.ssm_cfg.items() if k != "layer"}
 
     @property
     def d_state(self) -> int:
@@ -167,6 +180,30 @@ class CaduceusConfig:
         for name in ("conv_bias", "bias"):
             if not isinstance(ssm[name], bool):
                 raise bad(f"ssm_cfg.{name}", ssm[name], "expected true or false")
+
+        # the initialisation scales: unused when weights load, but a bad value must not crash the constructor
+        def positive_number(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+        for name in ("dt_min", "dt_max", "dt_init_floor", "dt_scale"):
+            if not positive_number(ssm[name]):
+                raise bad(f"ssm_cfg.{name}", ssm[name], "expected a positive number")
+        if ssm["dt_min"] > ssm["dt_max"]:
+            raise bad("ssm_cfg.dt_min", ssm["dt_min"], f"expected at most dt_max ({ssm['dt_max']})")
+        init = self.initializer_cfg or {}
+        if not isinstance(init, dict):
+            raise bad("initializer_cfg", init, "expected an object")
+        if "initializer_range" in init and not positive_number(init["initializer_range"]):
+            raise bad("initializer_cfg.initializer_range", init["initializer_range"], "expected a positive number")
+        n_res = init.get("n_residuals_per_layer", 1)
+        if not isinstance(n_res, int) or isinstance(n_res, bool) or n_res < 1:
+            raise bad("initializer_cfg.n_residuals_per_layer", n_res, "expected a positive integer")
+        if not isinstance(init.get("rescale_prenorm_residual", True), bool):
+            raise bad(
+                "initializer_cfg.rescale_prenorm_residual", init["rescale_prenorm_residual"], "expected true or false"
+            )
+        if not math.isfinite(self.norm_epsilon):
+            raise bad("norm_epsilon", self.norm_epsilon, "expected a finite positive number")
         unknown = set(ssm) - set(_SSM_DEFAULTS) - {"layer", "use_fast_path"}
         if unknown:
             raise bad("ssm_cfg", sorted(unknown), "unknown Mamba-v1 options")

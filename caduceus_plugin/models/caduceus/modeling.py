@@ -38,6 +38,8 @@ CHECKPOINT_MIN_TOKENS = 4096
 
 
 class CaduceusEmbeddings(nn.Module):
+    """Token ids (b, l) -> embeddings (b, l, c): ``nn.Embedding`` (Ph) or :class:`RCPSEmbedding` (PS, ``c = 2d``)."""
+
     def __init__(self, config: CaduceusConfig, device: torch.device | None = None, dtype: torch.dtype | None = None):
         super().__init__()
         v, d = config.padded_vocab_size, config.d_model
@@ -51,6 +53,7 @@ class CaduceusEmbeddings(nn.Module):
         return self.word_embeddings.weight
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token ids (b, l) -> embeddings (b, l, c)."""
         return self.word_embeddings(input_ids)
 
     def from_probs(self, probs: torch.Tensor) -> torch.Tensor:
@@ -62,10 +65,14 @@ class CaduceusEmbeddings(nn.Module):
 
 
 class CaduceusBlock(nn.Module):
-    """Add -> Norm -> BiMamba (RCPS-wrapped for PS). Returns ``(mixer_out, residual)``."""
+    """Add -> Norm -> BiMamba (RCPS-wrapped for PS): the authors' layer, the fused RCPS half swap included.
+
+    ``norm`` is the d-channel norm (for PS it is applied to both strands, the reverse one in RC orientation).
+    """
 
     def __init__(self, config: CaduceusConfig, device: torch.device | None = None, dtype: torch.dtype | None = None):
         super().__init__()
+        self._config = config
         self.rcps, self.residual_in_fp32 = config.rcps, config.residual_in_fp32
         self.norm = make_norm(config.d_model, config.rms_norm, config.norm_epsilon, device=device, dtype=dtype)
         mixer = BiMamba(
@@ -75,11 +82,23 @@ class CaduceusBlock(nn.Module):
             weight_tie=config.bidirectional_weight_tie,
             device=device,
             dtype=dtype,
-            **config.ssm_cfg,
+            **config.mamba_kwargs,
         )
         self.mixer: nn.Module = RCPSWrapper(mixer) if config.rcps else mixer
 
-    def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def half_swap(self) -> bool:
+        """Whether this block exchanges the channel halves of its inputs first (the fused RCPS block, spec §1.6)."""
+        return self._config.half_swap
+
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``hidden`` (b, l, c) and the running ``residual`` (b, l, c; None for the first layer) ->
+        ``(mixer_out, new_residual)``, both (b, l, c), with ``new_residual = hidden + residual`` (after the half
+        swap when :attr:`half_swap`; float32 with ``residual_in_fp32``) and ``mixer_out = mixer(norm(new_residual))``.
+        """
+        if self.half_swap:
+            hidden = swap_halves(hidden)
+            residual = None if residual is None else swap_halves(residual)
         residual = hidden if residual is None else hidden + residual
         if self.residual_in_fp32:
             residual = residual.float()
@@ -88,14 +107,18 @@ class CaduceusBlock(nn.Module):
 
 
 class CaduceusBackbone(nn.Module):
-    """Embedding -> n_layer blocks -> final norm (spec §1.4, §1.7). Applies the fused-RCPS half swap when on."""
+    """Embedding -> n_layer blocks -> final norm (spec §1.4, §1.7). The blocks apply the fused-RCPS half swap.
+
+    Subclasses (the authors'-API classes in :mod:`caduceus_plugin.compat`) choose the module classes by overriding
+    :meth:`make_embeddings`, :meth:`make_layer` and :meth:`make_final_norm`; the computation stays here.
+    """
 
     def __init__(self, config: CaduceusConfig, device: torch.device | None = None, dtype: torch.dtype | None = None):
         super().__init__()
         self.config = config
-        self.embeddings = CaduceusEmbeddings(config, device, dtype)
-        self.layers = nn.ModuleList(CaduceusBlock(config, device, dtype) for _ in range(config.n_layer))
-        self.norm_f = make_norm(config.d_model, config.rms_norm, config.norm_epsilon, device=device, dtype=dtype)
+        self.embeddings = self.make_embeddings(config, device, dtype)
+        self.layers = nn.ModuleList(self.make_layer(config, i, device, dtype) for i in range(config.n_layer))
+        self.norm_f = self.make_final_norm(config, device, dtype)
         #: Recompute each layer in the backward pass instead of storing its activations (training memory
         #: O(n_layer * l * c) instead of O(n_layer * l * e * several)). None: automatic, on when a batch holds at
         #: least ``CHECKPOINT_MIN_TOKENS`` tokens.
@@ -103,6 +126,23 @@ class CaduceusBackbone(nn.Module):
         #: Compute dtype of the projections on the length-chunked inference path: None (float32; bf16 under CPU
         #: bf16 autocast or with ``CADUCEUS_MATMUL_DTYPE=bf16``), or ``torch.bfloat16`` / ``"bf16"``.
         self.matmul_dtype: torch.dtype | str | None = None
+
+    def make_embeddings(
+        self, config: CaduceusConfig, device: torch.device | None, dtype: torch.dtype | None
+    ) -> nn.Module:
+        return CaduceusEmbeddings(config, device, dtype)
+
+    def make_layer(
+        self, config: CaduceusConfig, index: int, device: torch.device | None, dtype: torch.dtype | None
+    ) -> nn.Module:
+        """Layer ``index``: called as ``layer(hidden, residual)``, returns ``(mixer_out, residual)``; the streaming
+        path uses its ``norm`` (d channels) and ``mixer`` (``BiMamba``, RCPS-wrapped for PS)."""
+        return CaduceusBlock(config, device, dtype)
+
+    def make_final_norm(
+        self, config: CaduceusConfig, device: torch.device | None, dtype: torch.dtype | None
+    ) -> nn.Module:
+        return make_norm(config.d_model, config.rms_norm, config.norm_epsilon, device=device, dtype=dtype)
 
     def forward(
         self,
@@ -112,12 +152,24 @@ class CaduceusBackbone(nn.Module):
     ) -> torch.Tensor:
         """Token ids (b, l), or token distributions ``token_probs`` (b, l, vocab), to hidden states (b, l, c).
 
+        Returns the final normed hidden states as one tensor (b, l, c), ``c = 2 * d_model`` for PS — not a tuple:
+        ``out[0]`` is the first batch row. (The authors' ``CaduceusMixerModel`` returns ``(hidden_states,
+        all_hidden_states)``; :class:`caduceus_plugin.compat.modeling_caduceus.CaduceusMixerModel` does too.)
+
         ``stream`` selects the length-chunked inference path (bounded memory, same outputs); by default it is
         used whenever gradients are off.
         """
         if (input_ids is None) == (token_probs is None):
             raise ValueError("pass exactly one of input_ids or token_probs")
         hidden = self.embeddings(input_ids) if input_ids is not None else self.embeddings.from_probs(token_probs)
+        return self.run(hidden, stream)
+
+    def run(self, hidden: torch.Tensor, stream: bool | None = None) -> torch.Tensor:
+        """Layers and final norm on embeddings ``hidden`` (b, l, c) -> final hidden states (b, l, c).
+
+        The streaming path (``stream``, default: when gradients are off) uses ``hidden`` as its residual buffer:
+        pass a tensor you do not need afterwards.
+        """
         if stream is None:
             stream = not torch.is_grad_enabled() and stream_supported(hidden.device)
         if stream:
@@ -126,24 +178,32 @@ class CaduceusBackbone(nn.Module):
             return backbone_stream(self, hidden, matmul_dtype=self.matmul_dtype)
         return self.forward_embeddings(hidden)
 
-    def forward_embeddings(self, hidden: torch.Tensor) -> torch.Tensor:
-        swap = self.config.half_swap
+    def forward_embeddings(
+        self, hidden: torch.Tensor, all_hidden_states: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Layers and final norm, with autograd, on embeddings ``hidden`` (b, l, c) -> final hidden states (b, l, c).
+
+        With a list ``all_hidden_states``, the input of every layer and then the final output are appended to it
+        (``n_layer + 1`` tensors; the first is ``hidden``).
+        """
         residual: torch.Tensor | None = None
         ckpt = self.gradient_checkpointing
         if ckpt is None:
             ckpt = hidden.shape[0] * hidden.shape[1] >= CHECKPOINT_MIN_TOKENS
         ckpt = ckpt and torch.is_grad_enabled()
         for layer in self.layers:
-            if swap:
-                hidden = swap_halves(hidden)
-                residual = None if residual is None else swap_halves(residual)
+            if all_hidden_states is not None:
+                all_hidden_states.append(hidden)
             if ckpt:
                 hidden, residual = checkpoint(layer, hidden, residual, use_reentrant=False)
             else:
                 hidden, residual = layer(hidden, residual)
         residual = hidden if residual is None else hidden + residual
         # in the residual stream's dtype (float32 under bf16 autocast or with residual_in_fp32)
-        return rcps_norm(self.norm_f, residual) if self.config.rcps else self.norm_f(residual)
+        out = rcps_norm(self.norm_f, residual) if self.config.rcps else self.norm_f(residual)
+        if all_hidden_states is not None:
+            all_hidden_states.append(out)
+        return out
 
 
 def stream_supported(device: torch.device) -> bool:
@@ -164,6 +224,7 @@ class Caduceus(nn.Module):
     def forward(
         self, input_ids: torch.Tensor | None = None, token_probs: torch.Tensor | None = None, stream: bool | None = None
     ) -> torch.Tensor:
+        """Final hidden states (b, l, c) as one tensor (see :meth:`CaduceusBackbone.forward`)."""
         return self.backbone(input_ids, token_probs, stream=stream)
 
 
@@ -198,33 +259,11 @@ class CaduceusForMaskedLM(nn.Module):
 
     def tie_weights(self) -> None:
         """Share the LM head with the embedding (``tie_word_embeddings``) and re-tie BiMamba's in/out projections."""
-        if self.config.tie_word_embeddings:
-            self._output_linear().weight = self.backbone.embeddings.word_embeddings.weight  # type: ignore[assignment]
-        if self.config.bidirectional and self.config.bidirectional_weight_tie:
-            for layer in self.backbone.layers:
-                bimamba = layer.mixer.submodule if self.config.rcps else layer.mixer
-                bimamba.mamba_rev.in_proj = bimamba.mamba_fwd.in_proj
-                bimamba.mamba_rev.out_proj = bimamba.mamba_fwd.out_proj
+        tie_weights(self.config, self.backbone, self._output_linear())
 
-    @torch.no_grad()
     def init_weights(self) -> None:
-        """The authors' initialisation (spec §2.1 ``initializer_cfg``): embedding N(0, 0.02), Linear biases zero
-        (except dt_proj), out_proj re-scaled by 1/sqrt(n_residuals_per_layer * n_layer)."""
-        cfg = self.config.initializer_cfg
-        std = cfg["initializer_range"]
-        nn.init.normal_(self.backbone.embeddings.word_embeddings.weight, std=std)
-        for name, module in self.named_modules():
-            if (
-                isinstance(module, nn.Linear)
-                and module.bias is not None
-                and not getattr(module.bias, "_no_reinit", False)
-            ):
-                nn.init.zeros_(module.bias)
-            if cfg["rescale_prenorm_residual"] and name.endswith("out_proj"):
-                nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5))
-                module.weight /= math.sqrt(cfg["n_residuals_per_layer"] * self.config.n_layer)
-        if not self.config.tie_word_embeddings:
-            nn.init.normal_(self._output_linear().weight, std=std)
+        """The authors' initialisation (see :func:`init_weights`)."""
+        init_weights(self.config, self, self.backbone, self._output_linear())
 
     def forward(
         self,
@@ -233,7 +272,13 @@ class CaduceusForMaskedLM(nn.Module):
         token_probs: torch.Tensor | None = None,
         ignore_index: int = -100,
     ) -> MaskedLMOutput:
-        """MLM logits and final hidden states; ``labels`` (b, l) with ``ignore_index`` gives the MLM loss too."""
+        """MLM logits and final hidden states; ``labels`` (b, l) with ``ignore_index`` gives the MLM loss too.
+
+        Returns a :class:`MaskedLMOutput` (attributes ``logits`` (b, l, vocab) float32, ``hidden_states`` (b, l, c)
+        the final normed backbone output — one tensor, not per layer — and ``loss``); it is not indexable. For the
+        authors' return structure (indexable, per-layer hidden states, ``return_dict``) use
+        :class:`caduceus_plugin.compat.modeling_caduceus.CaduceusForMaskedLM`.
+        """
         hidden = self.caduceus(input_ids, token_probs)
         logits = self.lm_head(hidden).float()
         loss = None
@@ -244,3 +289,35 @@ class CaduceusForMaskedLM(nn.Module):
     def num_parameters(self) -> int:
         """Trainable parameters, each shared tensor counted once (as the paper counts them)."""
         return sum(p.numel() for p in self.parameters())
+
+
+def tie_weights(config: CaduceusConfig, backbone: CaduceusBackbone, output_linear: nn.Linear | None) -> None:
+    """Share ``output_linear`` (the MLM head's Linear, if any) with the embedding table (``tie_word_embeddings``)
+    and ``mamba_rev``'s in/out projections with ``mamba_fwd``'s (``bidirectional_weight_tie``)."""
+    if output_linear is not None and config.tie_word_embeddings:
+        output_linear.weight = backbone.embeddings.word_embeddings.weight  # type: ignore[assignment]
+    if config.bidirectional and config.bidirectional_weight_tie:
+        for layer in backbone.layers:
+            bimamba = layer.mixer.submodule if config.rcps else layer.mixer
+            bimamba.mamba_rev.in_proj = bimamba.mamba_fwd.in_proj
+            bimamba.mamba_rev.out_proj = bimamba.mamba_fwd.out_proj
+
+
+@torch.no_grad()
+def init_weights(
+    config: CaduceusConfig, root: nn.Module, backbone: CaduceusBackbone, output_linear: nn.Linear | None
+) -> None:
+    """The authors' initialisation (spec §2.1 ``initializer_cfg``) of every module under ``root``: embedding
+    N(0, 0.02), Linear biases zero (except dt_proj), out_proj re-scaled by 1/sqrt(n_residuals_per_layer * n_layer);
+    an untied ``output_linear`` N(0, 0.02)."""
+    cfg = config.initializer_cfg
+    std = cfg["initializer_range"]
+    nn.init.normal_(backbone.embeddings.word_embeddings.weight, std=std)
+    for name, module in root.named_modules():
+        if isinstance(module, nn.Linear) and module.bias is not None and not getattr(module.bias, "_no_reinit", False):
+            nn.init.zeros_(module.bias)
+        if cfg["rescale_prenorm_residual"] and name.endswith("out_proj"):
+            nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            module.weight /= math.sqrt(cfg["n_residuals_per_layer"] * config.n_layer)
+    if output_linear is not None and not config.tie_word_embeddings:
+        nn.init.normal_(output_linear.weight, std=std)
