@@ -5,7 +5,7 @@ Cells, timed alternately in one process (A B C A B C ...), each over the same wi
 * ``0.1 loop, batch 8``: the 0.1 release's algorithm (a DataLoader of one-hot windows, batches of 8, the model
   called in a Python loop, outputs kept in memory): the baseline "today";
 * ``runner, batch 8``: the same batches through ``Trainer.predict`` + the shard writer (Lightning's overhead);
-* ``runner, auto batch``: the default now, about 64k tokens per batch (64 windows of 1 kbp).
+* ``runner, batch 64``: 64 windows of 1 kbp per batch (tried as a default; measured slower, see the results).
 
 Reading the FASTA and one-hot encoding take ~0.1 % of the time here (profiled), so a DataLoader worker has
 nothing to overlap; ``--workers 1`` adds a cell that uses one anyway.
@@ -70,11 +70,11 @@ def main() -> None:
         cells = {
             "0.1 loop, batch 8": lambda: loop_0_1(predictor, fasta, bed, 8),
             "runner, batch 8": lambda: predict(fasta, bed, None, predictor=predictor, batch_size=8).values,
-            "runner, auto batch": lambda: predict(fasta, bed, None, predictor=predictor).values,
+            "runner, batch 64": lambda: predict(fasta, bed, None, predictor=predictor, batch_size=64).values,
         }
         if args.workers:
-            cells["runner, auto batch, 1 worker"] = lambda: predict(
-                fasta, bed, None, predictor=predictor, num_workers=1
+            cells["runner, batch 8, 1 worker"] = lambda: predict(
+                fasta, bed, None, predictor=predictor, batch_size=8, num_workers=1
             ).values
         ref = cells["0.1 loop, batch 8"]()  # warm-up (numba compilation) and the reference values
         rows = []

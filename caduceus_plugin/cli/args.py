@@ -69,7 +69,7 @@ def add_inference_arguments(parser: argparse.ArgumentParser, weights_help: str, 
     g.add_argument("--fasta", required=True, help="genome FASTA (plain or bgzip; the .fai index is built if missing)")
     g.add_argument("--seq-len", type=positive_int, metavar="N", help="input length (default: the model's own)")
     g.add_argument("--batch-size", type=positive_int, metavar="N",
-                   help=f"{unit} per batch (default: about 64k tokens per batch, e.g. 64 windows of 1 kbp)")
+                   help=f"{unit} per batch (default: about 8k tokens per batch, e.g. 8 windows of 1 kbp)")
     g.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available, else cpu")
     add_bf16_argument(g)  # type: ignore[arg-type]
     r = parser.add_argument_group("where and how it runs (Lightning)")

@@ -86,10 +86,10 @@ def available_memory() -> int | None:
     return None
 
 
-#: Tokens per batch when the batch size is left to the job: 64 windows of 1 kbp. Measured on 2 cores with the
-#: built-in model (benchmarks/predict_throughput.py), batches of 8 windows ran at 0.65x the speed of 64; beyond
-#: ~64k tokens the gain is within noise and memory grows linearly.
-AUTO_BATCH_TOKENS = 65536
+#: Tokens per batch when the batch size is left to the job: 8 windows of 1 kbp, the 0.1 default. Measured on 2
+#: quiet cores with the built-in model (benchmarks/predict_throughput.py, 600 x 1 kbp, alternating cells), batches
+#: of 64 windows ran at ~0.8x the speed of batches of 8, so larger batches are not the default.
+AUTO_BATCH_TOKENS = 8192
 
 
 def auto_batch_size(predictor: Predictor, batch_size: int | None, windows_per_item: int = 1) -> int:
