@@ -133,7 +133,9 @@ def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
     assert "GPU available" not in proc.stderr + proc.stdout  # Lightning's banner is not for our users
 
 
-def test_ctrl_c_is_one_line_exit_130_and_no_output(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupt_is_one_line_no_output_and_keeps_finished_batches(signum: int, tmp_path: Path) -> None:
+    """Ctrl-C exits 130 and SIGTERM (a scheduler's stop) 143, each with one line; no output file, shards kept."""
     files = real_data(tmp_path)
     bed = _tiled_bed(tmp_path / "w.bed", 600, step=7)
     out = tmp_path / "p.parquet"
@@ -144,11 +146,12 @@ def test_ctrl_c_is_one_line_exit_130_and_no_output(tmp_path: Path) -> None:
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None and len(list(parts.glob("part-*.npz"))) < 5:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
+    assert proc.returncode == 128 + signum, err[-2000:]
     assert err.count("\n") == 1 and err.startswith("error: interrupted") and "--resume" in err
-    assert not out.exists()
+    assert f"interrupted ({signal.Signals(signum).name})" in err
+    assert not out.exists() and len(list(parts.glob("part-*.npz"))) >= 5
 
 
 def test_bad_devices_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -180,21 +183,3 @@ def test_peak_memory_is_bounded_by_a_batch_not_the_number_of_intervals(tmp_path:
         peaks.append(_peak_rss_mb(args))
         assert pl.read_parquet(out).height == n
     assert peaks[1] < 1.5 * peaks[0], peaks
-
-
-def test_sigterm_stops_the_job_with_one_line_and_keeps_finished_batches(tmp_path: Path) -> None:
-    files = real_data(tmp_path)
-    bed = _tiled_bed(tmp_path / "w.bed", 600, step=7)
-    out = tmp_path / "p.parquet"
-    proc = subprocess.Popen([sys.executable, "-m", "caduceus_plugin.cli",
-                             *_predict_args(files, bed, out, "--batch-size", "1")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    parts = tmp_path / "p.parquet.parts"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None and len(list(parts.glob("part-*.npz"))) < 5:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
-    assert err.count("\n") == 1 and "interrupted (SIGTERM)" in err
-    assert not out.exists() and len(list(parts.glob("part-*.npz"))) >= 5
