@@ -38,8 +38,8 @@ from caduceus_plugin.jobs.outputs import (
     write_bigwig_tracks,
     write_table,
 )
-from caduceus_plugin.jobs.predictor import auto_batch_size, check_memory, load_predictor, resolve_device
-from caduceus_plugin.jobs.runner import Devices, job_signature, run_job, shard_folder
+from caduceus_plugin.jobs.predictor import auto_batch_size, check_memory, load_predictor
+from caduceus_plugin.jobs.runner import Devices, job_devices, job_signature, run_job, shard_folder
 from caduceus_plugin.sequence import A_ID, MASK_ID, T_ID, reverse_complement, token_ids
 
 BASES = "ACGT"
@@ -144,8 +144,7 @@ def logits(
 
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
         raise InputError(f"--stride must be a positive integer, got {stride!r}")
-    devices = devices or Devices(accelerator="gpu" if resolve_device(device).type == "cuda" else "cpu")
-    devices.check()
+    devices = job_devices(devices, device)
     if out is not None:
         fmt = output_format(out, fmt, allowed=("parquet", "tsv", "bigwig"))
         check_output_path(out, inputs=[fasta, bed, weights])

@@ -39,8 +39,8 @@ from caduceus_plugin.jobs.outputs import (
     write_bigwig_tracks,
     write_table,
 )
-from caduceus_plugin.jobs.predictor import Predictor, auto_batch_size, check_memory, load_predictor, resolve_device
-from caduceus_plugin.jobs.runner import Devices, job_signature, run_job, shard_folder
+from caduceus_plugin.jobs.predictor import Predictor, auto_batch_size, check_memory, load_predictor
+from caduceus_plugin.jobs.runner import Devices, job_devices, job_signature, run_job, shard_folder
 from caduceus_plugin.sequence import onehot
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -130,8 +130,7 @@ def predict(
         InputError: bad BED/FASTA/arguments (nothing is written).
         CheckpointError: missing or corrupt weights.
     """
-    devices = devices or Devices(accelerator="gpu" if resolve_device(device).type == "cuda" else "cpu")
-    devices.check()
+    devices = job_devices(devices, device)
     if out is not None:
         fmt = output_format(out, fmt)
         check_output_path(out, inputs=[fasta, bed, weights])

@@ -38,6 +38,7 @@ import torch
 
 from caduceus_plugin.errors import InputError, JobInterrupted  # noqa: F401  (re-exported)
 from caduceus_plugin.fileio import atomic_write, atomic_write_json
+from caduceus_plugin.jobs.predictor import resolve_device
 
 JOB_FILE = "job.json"
 
@@ -302,6 +303,19 @@ class Devices:
         for name, value in (("--devices", self.devices), ("--num-nodes", self.num_nodes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} must be a positive integer, got {value!r}")
+
+
+def job_devices(devices: Devices | None, device: str | torch.device | None) -> Devices:
+    """``devices`` if given, else one process on ``device`` (``cuda``/``cpu``; None: CUDA when available), checked
+    before any work.
+
+    Raises:
+        InputError: an accelerator or device count this machine does not have.
+    """
+    if devices is None:
+        devices = Devices(accelerator="gpu" if resolve_device(device).type == "cuda" else "cpu")
+    devices.check()
+    return devices
 
 
 def run_job(

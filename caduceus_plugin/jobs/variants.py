@@ -33,8 +33,8 @@ from caduceus_plugin.errors import InputError
 from caduceus_plugin.genome import Genome, VariantRow, read_vcf
 from caduceus_plugin.genome.vcf import write_annotated_vcf
 from caduceus_plugin.jobs.outputs import check_output_path, output_format, write_table
-from caduceus_plugin.jobs.predictor import Predictor, auto_batch_size, check_memory, load_predictor, resolve_device
-from caduceus_plugin.jobs.runner import Devices, job_signature, run_job, shard_folder
+from caduceus_plugin.jobs.predictor import Predictor, auto_batch_size, check_memory, load_predictor
+from caduceus_plugin.jobs.runner import Devices, job_devices, job_signature, run_job, shard_folder
 from caduceus_plugin.sequence import MASK_ID, reverse_complement_ids, token_ids
 
 #: averaging window of the authors' VEP embeddings (bp)
@@ -245,8 +245,7 @@ def score_variants(
 
     if window is not None and window < 1:
         raise InputError(f"--window must be a positive integer, got {window}")
-    devices = devices or Devices(accelerator="gpu" if resolve_device(device).type == "cuda" else "cpu")
-    devices.check()
+    devices = job_devices(devices, device)
     if out is not None:
         fmt = output_format(out, fmt, allowed=("parquet", "tsv", "vcf"))
         check_output_path(out, inputs=[fasta, vcf, weights])
