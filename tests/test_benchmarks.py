@@ -1,0 +1,174 @@
+"""The measurement protocol of benchmarks/compute.py and benchmarks/gpu_check.py, without running any model.
+
+``benchmarks/`` is not a package: the scripts are imported by path. Nothing here times anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+compute = _load("compute")
+gpu_check = _load("gpu_check")
+
+
+def _row(model: str, median: float, spread: float, repeats: int = 3, **extra) -> dict:
+    return {"model": model, "backend": "x", "mode": "infer", "length": 4096, "batch": 1, "repeats": repeats,
+            "tokens_per_s_median": median, "tokens_per_s_min": median * (1 - spread / 2),
+            "tokens_per_s_max": median * (1 + spread / 2), "spread": spread, "seconds": 1.0, "peak_rss_gb": 0.5,
+            **extra}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# schedule and statistics
+
+
+def test_interleaved_schedule_runs_round_by_round() -> None:
+    order = compute.interleaved_schedule(["A", "B", "C"], 3)
+    assert order == [(1, "A"), (1, "B"), (1, "C"), (2, "A"), (2, "B"), (2, "C"), (3, "A"), (3, "B"), (3, "C")]
+    pair = [cell for _, cell in compute.interleaved_schedule(["A", "B"], 4)]
+    assert pair == ["A", "B"] * 4  # never two runs of one cell in a row
+
+
+def test_summarize_median_min_max_spread() -> None:
+    s = compute.summarize([120.0, 80.0, 100.0])
+    assert s == {"median": 100.0, "min": 80.0, "max": 120.0, "spread": pytest.approx(0.4)}
+    assert compute.summarize([1.0, 2.0, 3.0, 4.0])["median"] == 2.5
+    assert compute.summarize([5.0, 5.0, 5.0])["spread"] == 0.0
+    assert compute.summarize([]) == {"median": None, "min": None, "max": None, "spread": None}
+
+
+def test_aggregate_keeps_every_run_and_the_medians() -> None:
+    runs = [{"backend": "numba", "tokens_per_s": t, "seconds": 4096 / t, "peak_rss_gb": g}
+            for t, g in ((110.0, 0.52), (90.0, 0.50), (100.0, 0.51))]
+    row = compute.aggregate(("caduceus_ps", "auto", 4096, 1, "infer"), runs, 3)
+    assert row["backend"] == "numba" and row["repeats"] == 3
+    assert row["tokens_per_s"] == row["tokens_per_s_median"] == 100.0  # tokens_per_s: the median (caduceus bench)
+    assert (row["tokens_per_s_min"], row["tokens_per_s_max"]) == (90.0, 110.0)
+    assert row["spread"] == pytest.approx(0.2)
+    assert row["tokens_per_s_all"] == "110.0;90.0;100.0"  # round order
+    assert row["peak_rss_gb"] == 0.51 and row["peak_rss_gb_all"] == "0.520;0.500;0.510"
+    assert row["seconds"] == pytest.approx(4096 / 100, abs=1e-3)
+    assert not row.get("error") and not row.get("note")
+
+
+def test_aggregate_failed_runs() -> None:
+    cell = ("caduceus_ps", "auto", 4096, 1, "infer")
+    ok = {"backend": "numba", "tokens_per_s": 100.0, "seconds": 1.0, "peak_rss_gb": 0.5}
+    partial = compute.aggregate(cell, [ok, {"error": "MemoryError"}], 3)
+    assert partial["repeats"] == 1 and "1 of 2 runs failed: MemoryError" in partial["note"]
+    assert "1 later rounds skipped" in partial["note"]
+    assert compute.is_noisy(partial)  # one run: no ratio
+    failed = compute.aggregate(cell, [{"error": "timeout > 1800s"}], 3)
+    assert failed["error"] == "timeout > 1800s" and failed["repeats"] == 0
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the noisy rule
+
+
+def test_ratio_printed_at_spread_02_noisy_at_03() -> None:
+    ps, hy = _row("caduceus_ps", 150.0, 0.2), _row("hyenadna", 100.0, 0.2)
+    assert compute.ratio_text(ps, hy, "HyenaDNA") == "1.50x HyenaDNA"
+    assert compute.ratio_text(ps, _row("hyenadna", 100.0, 0.3), "HyenaDNA") == "noisy: rerun"
+    assert compute.ratio_text(_row("caduceus_ps", 150.0, 0.3), hy, "HyenaDNA") == "noisy: rerun"
+    assert compute.ratio_text(_row("caduceus_ps", 150.0, 0.25), _row("hyenadna", 100.0, 0.25), "H") == "1.50x H"
+    assert compute.ratio_text(_row("caduceus_ps", 150.0, 0.1, repeats=2), hy, "H") == "noisy: rerun"
+    # a quoted figure is a number: only the measured side's spread counts
+    assert compute.ratio_text(ps, 300, "quoted", digits=1) == "0.5x quoted"
+    assert compute.ratio_text(_row("caduceus_ps", 150.0, 0.3), 300, "quoted") == "noisy: rerun"
+
+
+@pytest.mark.parametrize(("spread", "shown", "hidden"),
+                         [(0.2, "1.50x HyenaDNA", "noisy"), (0.3, "noisy: rerun", "x HyenaDNA")])
+def test_table_and_csv_follow_the_noisy_rule(spread: float, shown: str, hidden: str, capsys, tmp_path) -> None:
+    cells = [("hyenadna", "auto", 4096, 1, "infer"), ("caduceus_ps", "auto", 4096, 1, "infer")]
+    rows = [_row("hyenadna", 100.0, 0.2), _row("caduceus_ps", 150.0, spread)]
+    compute.compare(rows, cells)
+    assert rows[1]["vs_hyenadna"] == ("1.500" if spread == 0.2 else "noisy: rerun")
+    assert rows[0]["vs_hyenadna"] == "" and rows[1]["vs_ref"] == ""  # no baseline: nothing
+    compute.print_row(rows[1])
+    line = capsys.readouterr().out
+    assert shown in line and hidden not in line.split("0.50", 1)[1]  # after the memory column
+
+
+def test_ref_ratio_per_model() -> None:
+    cells = [("caduceus_ps", "auto", 4096, 1, "infer"), ("caduceus_ps", "ref", 4096, 1, "infer"),
+             ("caduceus_ph", "auto", 4096, 1, "infer")]
+    rows = [_row("caduceus_ps", 600.0, 0.1), _row("caduceus_ps", 100.0, 0.1), _row("caduceus_ph", 900.0, 0.1)]
+    compute.compare(rows, cells)
+    assert rows[0]["vs_ref"] == "6.000" and rows[1]["vs_ref"] == "" and rows[2]["vs_ref"] == ""
+
+
+def test_plan_puts_hyenadna_first_and_has_no_repeats_in_cells() -> None:
+    args = argparse.Namespace(models=["caduceus_ps", "hyenadna"], backends=["auto", "ref"], lengths=[1024, 8192],
+                              batches=[1], batch_len=4096, train_len=0, ref_max_len=4096)
+    cells = compute.plan(args)
+    assert cells[0][0] == "hyenadna" and all(len(c) == 5 for c in cells)
+    assert ("caduceus_ps", "ref", 8192, 1, "infer") not in cells  # beyond --ref-max-len
+    assert ("caduceus_ps", "ref", 1024, 1, "infer") in cells
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# command lines
+
+
+@pytest.mark.parametrize("module", [compute, gpu_check], ids=["compute", "gpu_check"])
+def test_repeats_below_three_is_an_argparse_error(module, capsys) -> None:
+    with pytest.raises(SystemExit) as err:
+        module.build_parser().parse_args(["--repeats", "2"])
+    assert err.value.code == 2
+    assert "--repeats: at least 3 repeats (got 2)" in capsys.readouterr().err
+    assert module.build_parser().parse_args([]).repeats == 3
+    assert module.build_parser().parse_args(["--repeats", "5"]).repeats == 5
+
+
+def _run_gpu_check(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")  # no CUDA, on any machine
+    return subprocess.run([sys.executable, str(BENCHMARKS / "gpu_check.py"), *args, "--out",
+                           str(tmp_path / "gpu_check.csv")], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_gpu_check_dry_run_prints_the_plan(tmp_path) -> None:
+    proc = _run_gpu_check("--dry-run", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "# plan" in out and "parity, scan" in out and "parity, model" in out
+    for mode, length in (("train", 8192), ("infer", 131072), ("train", 131072)):
+        assert f"{mode} {length:>8} bp: " + " ".join(["caduceus_ps hyenadna"] * 3) in out
+    assert out.index("train     8192") < out.index("infer   131072") < out.index("train   131072")
+    assert "Traceback" not in proc.stderr and not (tmp_path / "gpu_check.csv").exists()
+    skipped = _run_gpu_check("--dry-run", "--skip-speed", "--skip-parity", tmp_path=tmp_path)
+    assert skipped.returncode == 0 and "speed: skipped" in skipped.stdout and "parity: skipped" in skipped.stdout
+
+
+def test_gpu_check_refuses_without_cuda(tmp_path) -> None:
+    proc = _run_gpu_check(tmp_path=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "CUDA is not available" in lines[0] and "--dry-run" in lines[0]
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert not (tmp_path / "gpu_check.csv").exists()
+
+
+def test_gpu_check_speed_groups_cheapest_first() -> None:
+    groups = gpu_check.speed_groups([131072], [8192, 131072])
+    assert [g[0][1:] for g in groups] == [("train", 8192), ("infer", 131072), ("train", 131072)]
+    assert all([m for m, _, _ in g] == ["caduceus_ps", "hyenadna"] for g in groups)
