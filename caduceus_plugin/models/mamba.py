@@ -11,6 +11,7 @@ from einops import rearrange
 from torch import nn
 
 from caduceus_plugin.ops.conv import causal_conv1d, causal_conv1d_step
+from caduceus_plugin.ops.mixer import fused_available, mixer_inner
 from caduceus_plugin.ops.scan import selective_scan
 
 
@@ -166,8 +167,17 @@ class Mamba(nn.Module):
         y, h = result
         return rearrange(y, "b e l -> b l e"), (ctx, h)
 
+    def inner_params(self) -> list[torch.Tensor | None]:
+        """This layer's tensors of :func:`caduceus_plugin.ops.mixer.mixer_inner`, in its order."""
+        return [
+            self.conv1d.weight, self.conv1d.bias, self.x_proj.weight, self.dt_proj.weight, self.dt_proj.bias,
+            self.A_log, self.D,
+        ]  # fmt: skip
+
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """``u`` (b, l, d) -> (b, l, d)."""
+        if fused_available(u.device):
+            return self.out_proj(mixer_inner(self.in_proj(u), [self.inner_params()], [False]))
         return self.out_proj(self.ssm(self.in_proj(u)))
 
 
@@ -219,6 +229,8 @@ class BiMamba(nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """``u`` (b, l, d) -> (b, l, d): both directions combined."""
+        if fused_available(u.device):
+            return self.forward_fused(u)
         fwd, rev = self.mamba_fwd, self.mamba_rev
         if rev is None:
             return fwd(u)
@@ -230,3 +242,33 @@ class BiMamba(nn.Module):
             return fwd.out_proj(y_f) * fwd.out_proj(y_r)
         out_f, out_r = fwd(u), rev(u.flip(1)).flip(1)
         return out_f + out_r if self.strategy == "add" else out_f * out_r
+
+    def forward_fused(self, u: torch.Tensor, rc: bool = False) -> torch.Tensor:
+        """:meth:`forward` through :func:`~caduceus_plugin.ops.mixer.mixer_inner` (no flips of activations); with
+        ``rc``, ``rc_hidden(forward(rc_hidden(u)))`` for ``u`` (b, l, d) (the reverse strand of an RCPS layer).
+
+        Why ``rc`` needs no flips: reversing the input's length axis swaps which direction scans which way, and
+        reversing its channels is absorbed by the projections' weights (``in_proj`` with its input columns
+        reversed, ``out_proj`` with its output rows reversed), since both act per position.
+        """
+        dirs = [(self.mamba_fwd, rc)] + ([] if self.mamba_rev is None else [(self.mamba_rev, not rc)])
+
+        def project_in(m: Mamba) -> torch.Tensor:
+            w = m.in_proj.weight
+            return F.linear(u, w.flip(1) if rc else w, m.in_proj.bias)
+
+        def project_out(m: Mamba, y: torch.Tensor) -> torch.Tensor:
+            w, b = m.out_proj.weight, m.out_proj.bias
+            if rc:
+                w, b = w.flip(0), None if b is None else b.flip(0)
+            return F.linear(y, w, b)
+
+        if self.mamba_rev is None or self.weight_tie:  # one in_proj output for every direction
+            xz = project_in(self.mamba_fwd)
+            if self.mamba_rev is None or self.strategy == "add":  # one out_proj of the sum (linearity)
+                y = mixer_inner(xz, [m.inner_params() for m, _ in dirs], [r for _, r in dirs])
+                return project_out(self.mamba_fwd, y)
+            outs = [project_out(self.mamba_fwd, mixer_inner(xz, [m.inner_params()], [r])) for m, r in dirs]
+        else:
+            outs = [project_out(m, mixer_inner(project_in(m), [m.inner_params()], [r])) for m, r in dirs]
+        return outs[0] + outs[1] if self.strategy == "add" else outs[0] * outs[1]

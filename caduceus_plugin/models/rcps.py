@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from caduceus_plugin.ops.mixer import fused_available
 from caduceus_plugin.sequence import reverse_complement_ids as rc_ids
 
 __all__ = [
@@ -138,13 +139,33 @@ class RCPSWrapper(nn.Module):
         """``h`` (b, l, 2d) -> (b, l, 2d'). Keyword arguments go to the submodule (which rejects what it does not
         take), once, for both strands."""
         fwd, rev = split_strands(h)
+        fused = getattr(self.submodule, "forward_fused", None)
+        if fused is not None and not submodule_kwargs and fused_available(h.device):
+            # the reverse strand by index arithmetic (see BiMamba.forward_fused): no flips, no batch concatenation
+            return torch.cat([fused(fwd), fused(rev, rc=True)], dim=-1)
         out = self.submodule(torch.cat([fwd, rc_hidden(rev)], dim=0), **submodule_kwargs)
         out_f, out_r = out.chunk(2, dim=0)
         return torch.cat([out_f, rc_hidden(out_r)], dim=-1)
 
 
 def rcps_norm(norm: nn.Module, h: torch.Tensor) -> torch.Tensor:
-    """Apply one d-channel ``norm`` to both strands: the reverse strand is normed in RC orientation."""
+    """Apply one d-channel ``norm`` to both strands: the reverse strand is normed in RC orientation.
+
+    For our RMSNorm and LayerNorm this is computed without flips: a norm acts per position and its statistics do
+    not depend on the order of the channels, so norming ``rc_hidden(rev)`` and flipping back is norming ``rev``
+    with the weight (and bias) reversed. Both strands then go through one call on the ``(b, l, 2, d)`` view.
+    """
+    from caduceus_plugin.models.mamba import LayerNorm, RMSNorm, layer_norm, rms_norm
+
+    if isinstance(norm, RMSNorm):
+        w = torch.stack([norm.weight, norm.weight.flip(0)])
+        return rms_norm(h.unflatten(-1, (2, -1)), w, None, norm.eps).flatten(-2)
+    if isinstance(norm, LayerNorm) and norm.elementwise_affine:
+        hv = h.unflatten(-1, (2, -1))
+        out = layer_norm(hv, None, None, norm.eps).float() * torch.stack([norm.weight, norm.weight.flip(0)]).float()
+        if norm.bias is not None:
+            out = out + torch.stack([norm.bias, norm.bias.flip(0)]).float()
+        return out.to(h.dtype).flatten(-2)
     fwd, rev = split_strands(h)
     return torch.cat([norm(fwd), rc_hidden(norm(rc_hidden(rev)))], dim=-1)
 

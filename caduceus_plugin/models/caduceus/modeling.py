@@ -96,14 +96,22 @@ class CaduceusBlock(nn.Module):
         ``(mixer_out, new_residual)``, both (b, l, c), with ``new_residual = hidden + residual`` (after the half
         swap when :attr:`half_swap`; float32 with ``residual_in_fp32``) and ``mixer_out = mixer(norm(new_residual))``.
         """
+        residual = self.add_residual(hidden, residual)
+        return self.mix(residual, hidden.dtype), residual
+
+    def add_residual(self, hidden: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+        """The new residual stream (b, l, c): half swap (when :attr:`half_swap`), add, float32 with
+        ``residual_in_fp32``."""
         if self.half_swap:
             hidden = swap_halves(hidden)
             residual = None if residual is None else swap_halves(residual)
         residual = hidden if residual is None else hidden + residual
-        if self.residual_in_fp32:
-            residual = residual.float()
+        return residual.float() if self.residual_in_fp32 else residual
+
+    def mix(self, residual: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``mixer(norm(residual))`` (b, l, c), the norm's output cast to ``dtype`` (the block input's) first."""
         normed = rcps_norm(self.norm, residual) if self.rcps else self.norm(residual)
-        return self.mixer(normed.to(hidden.dtype)), residual
+        return self.mixer(normed if dtype is None else normed.to(dtype))
 
 
 class CaduceusBackbone(nn.Module):
@@ -194,7 +202,11 @@ class CaduceusBackbone(nn.Module):
         for layer in self.layers:
             if all_hidden_states is not None:
                 all_hidden_states.append(hidden)
-            if ckpt:
+            if ckpt and type(layer).forward is CaduceusBlock.forward:
+                # only the residual stream is kept per layer: the add is outside the recomputed part
+                residual = layer.add_residual(hidden, residual)
+                hidden = checkpoint(layer.mix, residual, hidden.dtype, use_reentrant=False)
+            elif ckpt:
                 hidden, residual = checkpoint(layer, hidden, residual, use_reentrant=False)
             else:
                 hidden, residual = layer(hidden, residual)

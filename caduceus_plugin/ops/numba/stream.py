@@ -48,6 +48,7 @@ from caduceus_plugin.ops.numba.simd import (
 _TB = 64  # time rows per conv task
 _SCAN_CHUNK = 256  # time steps staged at a time by the scan
 _NO_STATE = np.zeros((1, 1, 1), np.float32)  # stands in for an absent h0 or acc
+_NO_CKPT = np.zeros((1, 1, 1, 1, 1), np.float32)  # stands in for the checkpoints when none are saved
 
 
 @njit(parallel=True, **JIT)
@@ -104,13 +105,18 @@ def _stage(xv, dv, PW, DB, UB, YB, task, gi, i, q):  # type: ignore[no-untyped-d
 
 @njit(parallel=True, **JIT)
 def _scan_kernel(  # type: ignore[no-untyped-def]
-    x, delta, A, bc, b_off, D, bias, z, z_off, acc, has_acc, out, reverse, nblk, h0, has_h0, hlast,
+    x, delta, A, bc, b_off, D, bias, z, z_off, acc, has_acc, out, reverse, nblk, h0, has_h0, hlast, ckpt, save,
+    chunk, ck_len,
 ):  # fmt: skip
     """Channels-last selective scan of one piece (inference): softplus(delta + bias), the recurrence from ``h0``, the
     ``D`` skip and the ``silu(z)`` gate. ``x``, ``delta`` (b, t, e) and ``z`` (b, t, *, gate at ``z_off``) are
     float32 or bf16 bits (int16); ``bc`` (b, t, *) float32 with B at ``b_off`` and C right after; ``acc`` (b, t, e)
     float32 is added to the output when ``has_acc``; ``out`` (b, t, e) float32 or bf16 bits; ``h0``/``hlast``
     (b, e, n) float32. ``reverse`` walks the rows from last to first.
+
+    With ``save`` (training), the state entering every ``ck_len``-th step (in scan order) is written to ``ckpt``
+    (b, n_groups, n_checkpoints, n, W) for the backward kernel (:mod:`caduceus_plugin.ops.numba.mixer`); ``chunk``
+    is then a multiple of ``ck_len``.
 
     Tasks are (batch row, block of 16-channel groups). Per chunk of ``_SCAN_CHUNK`` steps and group: x, dt and
     dt * x are staged in lane layout (16 channels per vector; rows move as whole vectors, :func:`copy16`), then the
@@ -120,7 +126,6 @@ def _scan_kernel(  # type: ignore[no-untyped-def]
     nb, nl, ne = x.shape
     nn = A.shape[1]
     nz = z.shape[2]
-    chunk = _SCAN_CHUNK
     ngr = (ne + W - 1) // W
     nch = (nl + chunk - 1) // chunk
     ntask = nb * nblk
@@ -176,11 +181,26 @@ def _scan_kernel(  # type: ignore[no-untyped-def]
                     for q in range(W):
                         _stage(XB[task, i, q], DB[task, i, q], PW, DB, UB, YB, task, gi, i, q)
                 for j in range(0, nn - 3, 4):  # four state indices per pass (see recur_step4), then the rest
-                    for i in range(lc):
-                        recur_step4(DB, UB, YB, AW, HS, BB, CB, task, gi, j, i)
+                    if save:  # the state entering every ck_len-th step is kept for the backward
+                        for s0 in range(0, lc, ck_len):  # chunk is a multiple of ck_len: s0 is a checkpoint step
+                            for jj in range(j, j + 4):
+                                for q in range(W):
+                                    ckpt[bi, g0 + gi, (t0 + s0) // ck_len, jj, q] = HS[task, gi, jj, q]
+                            for i in range(s0, min(s0 + ck_len, lc)):
+                                recur_step4(DB, UB, YB, AW, HS, BB, CB, task, gi, j, i)
+                    else:
+                        for i in range(lc):
+                            recur_step4(DB, UB, YB, AW, HS, BB, CB, task, gi, j, i)
                 for j in range(nn - nn % 4, nn):
-                    for i in range(lc):
-                        recur_step(DB, UB, YB, AW, HS, BB, CB, task, gi, j, i)
+                    if save:
+                        for s0 in range(0, lc, ck_len):
+                            for q in range(W):
+                                ckpt[bi, g0 + gi, (t0 + s0) // ck_len, j, q] = HS[task, gi, j, q]
+                            for i in range(s0, min(s0 + ck_len, lc)):
+                                recur_step(DB, UB, YB, AW, HS, BB, CB, task, gi, j, i)
+                    else:
+                        for i in range(lc):
+                            recur_step(DB, UB, YB, AW, HS, BB, CB, task, gi, j, i)
                 for i in range(lc):  # the gate
                     for q in range(W):
                         zq = ZB[task, i, q]
@@ -308,7 +328,7 @@ def scan(
         _scan_kernel,
         _act(x), _act(delta), _c32(A), _c32(bc), bc_off, _c32(D), _c32(delta_bias), _act(z_src), z_off,
         _NO_STATE if acc is None else _c32(acc), acc is not None, out_np, reverse, nblk, h0_np, h0 is not None,
-        hlast.numpy(),
+        hlast.numpy(), _NO_CKPT, False, _SCAN_CHUNK, _SCAN_CHUNK,
     )  # fmt: skip
     return out, hlast
 
