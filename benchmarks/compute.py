@@ -5,6 +5,9 @@
     .venv/bin/python benchmarks/compute.py --lengths 131072 --models caduceus_ps --backends auto ref
     .venv/bin/python benchmarks/compute.py --models caduceus_ps hyenadna --backends auto auto+bf16 ref --repeats 5
     .venv/bin/python benchmarks/compute.py --quick --out /tmp/compute   # anywhere but the committed results
+    # fine-tune regime: Caduceus 0.47M vs HyenaDNA tiny, training (and inference) at batch 32 x 1024
+    .venv/bin/python benchmarks/compute.py --size small --models caduceus_ps hyenadna --lengths 1024 --batches 32 \
+        --batch-len 1024 --backends auto --train-len 1024
 
 **Protocol.** Every run of a cell (model, backend, length, batch, mode) is a fresh subprocess, so its peak resident
 memory (``ru_maxrss``) is its own. The cells alternate: with ``--repeats R`` (default 3, at least 3) the script runs
@@ -16,21 +19,28 @@ scan, against HyenaDNA in the same run) is printed only when both cells have at 
 25 %; otherwise the table says ``noisy: rerun``. The load average (1, 5, 15 min) is printed before and after the
 whole run; its 1-minute value is recorded in every CSV row (``load_before``, ``load_after``).
 
-Caduceus models are the 7.7M-parameter configuration of the released 131k checkpoints (d_model 256, 16 layers);
-``hyenadna`` is HyenaDNA medium (6.6M); any other registered backbone (``enformer``, ``cnn``, third-party ones) runs
-in its default configuration on one-hot input. Random weights, float32. ``infer`` runs time one forward of the
-backbone under ``torch.inference_mode`` after a short warm-up in the same process (numba compiles, allocator
-settles); ``train`` runs (Caduceus) time one forward + backward of the MLM loss (batch as given). Baselines measured
-in the same run: the ``ref`` scan backend (run only up to ``--ref-max-len``; beyond that it takes minutes per
-sequence) and HyenaDNA when it is among ``--models``. For reference only, the table also prints ratios against the
-figures the speed issue quotes for the authors' code, marked ``quoted`` (HyenaDNA medium, and Caduceus-PS on
-mamba-ssm's reference scan); those are not measured here and are not in the CSV. A backend written ``NAME+bf16``
-(e.g. ``auto+bf16``) runs the Caduceus projections in bf16 (inference cells only; scan, conv, norms and residuals
-stay float32).
+``--size`` picks the pair of model sizes (:data:`SIZES`). ``default``: Caduceus models are the 7.7M-parameter
+configuration of the released 131k checkpoints (d_model 256, 16 layers) and ``hyenadna`` is HyenaDNA medium (6.6M).
+``small`` (the fine-tune regime): Caduceus is the 0.47M configuration of the released 1k checkpoints (d_model 118,
+4 layers; ``rcps`` as the model says: on for ``caduceus_ps``, off for ``caduceus_ph``) and ``hyenadna`` is HyenaDNA
+tiny (0.44M; d_model 128, 2 layers). Any other registered backbone (``enformer``, ``cnn``, third-party ones) runs in
+its default configuration on one-hot input, whatever the size. Random weights, float32. ``infer`` runs time one
+forward of the backbone under ``torch.inference_mode`` after a short warm-up in the same process (numba compiles,
+allocator settles); ``train`` runs (Caduceus and HyenaDNA) time one forward + backward of the loss (Caduceus: the
+MLM loss; HyenaDNA: a mean square of its hidden states). Cells: inference at batch 1 for each of ``--lengths``;
+inference at each batch of ``--batches`` other than 1 at ``--batch-len``; training at each batch of ``--batches``
+(1 included) at ``--train-len``, so ``--batches 32 --train-len 1024`` gives training cells of 32 x 1024. Baselines
+measured in the same run: the ``ref`` scan backend (run only up to ``--ref-max-len``; beyond that it takes minutes
+per sequence) and HyenaDNA when it is among ``--models``. For reference only, the table also prints ratios against
+the figures the speed issue quotes for the authors' code, marked ``quoted`` (HyenaDNA medium, and Caduceus-PS 7.7M
+on mamba-ssm's reference scan; ``--size default`` only); those are not measured here and are not in the CSV. A
+backend written ``NAME+bf16`` (e.g. ``auto+bf16``) runs the Caduceus projections in bf16 (inference cells only;
+scan, conv, norms and residuals stay float32).
 
 Writes ``compute.csv`` and ``compute.png`` (log-log throughput, min-max bars, and memory against length) under
-``--out`` (default ``benchmarks/results``) and prints the table. CSV columns: ``model, backend, mode, length, batch,
-repeats`` (runs that succeeded), ``tokens_per_s`` (the median, as ``caduceus bench`` reads it),
+``--out`` (default ``benchmarks/results``) and prints the table. CSV columns: ``model, size`` (``--size``),
+``params`` (parameters of the network timed, each shared tensor once), ``backend, mode, length, batch, repeats``
+(runs that succeeded), ``tokens_per_s`` (the median, as ``caduceus bench`` reads it),
 ``tokens_per_s_median, tokens_per_s_min, tokens_per_s_max, spread, tokens_per_s_all`` (every run, in round order,
 ``;``-separated), ``seconds`` (median), ``peak_rss_gb`` (median) and ``peak_rss_gb_all``, ``vs_ref`` and
 ``vs_hyenadna`` (ratio of medians, or ``noisy: rerun``), ``load_before, load_after``, ``error`` (every run failed)
@@ -66,8 +76,15 @@ MIN_REPEATS = 3
 #: Largest spread, (max - min) / median of tokens/s, at which a cell's median is compared with another's.
 MAX_SPREAD = 0.25
 NOISY = "noisy: rerun"
+#: ``--size``: the checkpoint tag whose sizes Caduceus (``caduceus_*``) and HyenaDNA are built with, and a label.
+SIZES = {
+    "default": {"caduceus": "131k_d256_l16", "hyenadna": "medium_160k",
+                "label": "Caduceus 7.7M (d_model 256, 16 layers), HyenaDNA medium 6.6M"},
+    "small": {"caduceus": "1k_d118_l4", "hyenadna": "tiny_1k",
+              "label": "Caduceus 0.47M (d_model 118, 4 layers), HyenaDNA tiny 0.44M (d_model 128, 2 layers)"},
+}
 FIELDS = [
-    "model", "backend", "mode", "length", "batch", "repeats", "tokens_per_s", "tokens_per_s_median",
+    "model", "size", "params", "backend", "mode", "length", "batch", "repeats", "tokens_per_s", "tokens_per_s_median",
     "tokens_per_s_min", "tokens_per_s_max", "spread", "tokens_per_s_all", "seconds", "peak_rss_gb", "peak_rss_gb_all",
     "vs_ref", "vs_hyenadna", "load_before", "load_after", "error", "note",
 ]
@@ -126,11 +143,13 @@ def aggregate(cell: Sequence[Any], runs: Sequence[dict], planned: int) -> dict:
     failed = [r for r in runs if "error" in r]
     tps = [r["tokens_per_s"] for r in ok]
     s = summarize(tps)
-    row: dict[str, Any] = {"model": model, "backend": ok[0]["backend"] if ok else backend, "mode": mode,
-                           "length": length, "batch": batch, "repeats": len(ok)}
+    row: dict[str, Any] = {"model": model, "size": next((r["size"] for r in runs if "size" in r), None),
+                           "backend": ok[0]["backend"] if ok else backend, "mode": mode, "length": length,
+                           "batch": batch, "repeats": len(ok)}
     if not ok:
         return row | {"error": failed[0]["error"] if failed else "not run", "spread": None}
     row |= {
+        "params": ok[0].get("params"),
         "tokens_per_s": round(s["median"], 1),
         "tokens_per_s_median": round(s["median"], 1),
         "tokens_per_s_min": round(s["min"], 1),
@@ -192,20 +211,31 @@ class Workload:
     warm: Any
     path: str | None  # what runs (HyenaDNA: "fft"; other trunks: "torch"); None for Caduceus: its scan backend
 
+    @property
+    def params(self) -> int:
+        """Parameters of ``net``, each shared tensor once (``parameters()`` yields a tied tensor once)."""
+        return sum(p.numel() for p in self.net.parameters())
 
-def build(model: str, length: int, batch: int, device: Any = "cpu", seed: int = 0) -> Workload:
-    """The workload of ``model`` at ``length`` x ``batch`` on ``device``: Caduceus in the 7.7M configuration of the
-    released 131k checkpoints with its MLM loss (15 % of positions labelled), HyenaDNA medium (6.6M; d_model 256,
-    8 layers; filters for max(160k, length)) with a mean-square loss on its hidden states, any other registered
-    backbone in its default configuration on one-hot input. Random weights (``seed``), float32."""
+
+def build(model: str, length: int, batch: int, device: Any = "cpu", seed: int = 0, size: str = "default") -> Workload:
+    """The workload of ``model`` at ``length`` x ``batch`` on ``device``, in the sizes of ``size`` (:data:`SIZES`):
+    Caduceus with its MLM loss (15 % of positions labelled) in the 7.7M configuration of the released 131k
+    checkpoints (``default``) or the 0.47M one of the 1k checkpoints (``small``; d_model 118, 4 layers); HyenaDNA
+    medium (``default``; 6.6M, d_model 256, 8 layers) or tiny (``small``; 0.44M, d_model 128, 2 layers), its filters
+    for the checkpoint's ``l_max`` or ``length + 2`` if longer, with a mean-square loss on its hidden states; any
+    other registered backbone in its default configuration on one-hot input (whatever ``size``). Random weights
+    (``seed``), float32."""
     import torch
 
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}: choose one of {', '.join(SIZES)}")
+    tags = SIZES[size]
     torch.manual_seed(seed)
     if model.startswith("caduceus_"):
         from caduceus_plugin import CaduceusForMaskedLM
         from caduceus_plugin.registry.specs import checkpoint_config
 
-        net = CaduceusForMaskedLM(checkpoint_config(model, "131k_d256_l16")).to(device)
+        net = CaduceusForMaskedLM(checkpoint_config(model, tags["caduceus"])).to(device)
         ids = torch.randint(7, 11, (batch, length)).to(device)
         labels = torch.where(torch.rand(ids.shape) < 0.15, ids.cpu(), -100).to(device)
         return Workload(net, net.caduceus, lambda x: net(x, labels=labels[:, : x.shape[1]]).loss, ids,
@@ -214,7 +244,10 @@ def build(model: str, length: int, batch: int, device: Any = "cpu", seed: int = 
         from caduceus_plugin.models.hyenadna import HyenaDNA
         from caduceus_plugin.registry.specs import checkpoint_config
 
-        net = HyenaDNA(checkpoint_config("hyenadna", "medium_160k", l_max=max(160002, length + 2))).to(device)
+        config = checkpoint_config("hyenadna", tags["hyenadna"])
+        if length + 2 > config.l_max:  # the positional features of the filters cover the whole input
+            config = checkpoint_config("hyenadna", tags["hyenadna"], l_max=length + 2)
+        net = HyenaDNA(config).to(device)
         ids = torch.randint(7, 11, (batch, length)).to(device)
         return Workload(net, net, lambda x: net(x).float().pow(2).mean(), ids, ids[:, : min(length, 512)], "fft")
     from caduceus_plugin.registry.components import get_registry
@@ -261,8 +294,8 @@ def time_once(w: Workload, mode: str, warm: Any = None, sync: Callable[[], None]
 # one run of a cell, in its own process
 
 
-def _cell(model: str, backend: str, length: int, batch: int, mode: str) -> dict:
-    w = build(model, length, batch)
+def _cell(model: str, backend: str, length: int, batch: int, mode: str, size: str = "default") -> dict:
+    w = build(model, length, batch, size=size)
     if model.startswith("caduceus_"):
         from caduceus_plugin import resolve_backend, scan_backend
 
@@ -276,6 +309,8 @@ def _cell(model: str, backend: str, length: int, batch: int, mode: str) -> dict:
         seconds = time_once(w, mode, w.warm)
     return {
         "model": model,
+        "size": size,
+        "params": w.params,
         "backend": used,
         "mode": mode,
         "length": length,
@@ -286,10 +321,11 @@ def _cell(model: str, backend: str, length: int, batch: int, mode: str) -> dict:
     }
 
 
-def run_cell(model: str, backend: str, length: int, batch: int, mode: str) -> dict:
-    """One run of a cell in a fresh subprocess: its :func:`_cell` dict, or the cell with an ``error``."""
-    cmd = [sys.executable, __file__, "--_cell", json.dumps([model, backend, length, batch, mode])]
-    row = {"model": model, "backend": backend, "mode": mode, "length": length, "batch": batch}
+def run_cell(model: str, backend: str, length: int, batch: int, mode: str, size: str = "default") -> dict:
+    """One run of a cell in a fresh subprocess, its models in the sizes of ``size``: its :func:`_cell` dict, or the
+    cell with an ``error``."""
+    cmd = [sys.executable, __file__, "--_cell", json.dumps([model, backend, length, batch, mode, size])]
+    row = {"model": model, "size": size, "backend": backend, "mode": mode, "length": length, "batch": batch}
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CELL_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -301,7 +337,10 @@ def run_cell(model: str, backend: str, length: int, batch: int, mode: str) -> di
 
 
 def plan(args: argparse.Namespace) -> list[tuple]:
-    """The cells ``(model, backend, length, batch, mode)``, HyenaDNA's first (its figures are the yardstick)."""
+    """The cells ``(model, backend, length, batch, mode)``, HyenaDNA's first (its figures are the yardstick):
+    inference at batch 1 for each length, inference at each batch other than 1 of ``args.batches`` at
+    ``args.batch_len``, and (Caduceus and HyenaDNA, when ``args.train_len``) training at each batch of
+    ``args.batches`` at ``args.train_len``."""
     cells = []
     for model in args.models:
         caduceus = model.startswith("caduceus_")
@@ -315,12 +354,12 @@ def plan(args: argparse.Namespace) -> list[tuple]:
         for batch in args.batches:
             if batch != 1:
                 cells.append((model, args.backends[0], args.batch_len, batch, "infer"))
-        if args.train_len and caduceus:
+        if args.train_len and (caduceus or model == "hyenadna"):  # the models with a loss
             for backend in backends:
                 if "+" in backend:  # bf16 projections: the inference path only
                     continue
                 if backend != "ref" or args.train_len <= args.ref_max_len:
-                    cells.append((model, backend, args.train_len, 1, "train"))
+                    cells += [(model, backend, args.train_len, batch, "train") for batch in args.batches]
     cells.sort(key=lambda c: c[0] != "hyenadna")
     return cells
 
@@ -352,14 +391,20 @@ def _csv_ratio(r: dict, base: dict | None) -> str:
     return NOISY if value is None else f"{value:.3f}"
 
 
+def params_text(n: Any) -> str:
+    """``"0.47M"``, ``"7.73M"``; empty when unknown."""
+    return "" if n in (None, "") else f"{int(n) / 1e6:.2f}M"
+
+
 def print_header() -> None:
-    print(f"{'model':>12} {'mode':>5} {'length':>8} {'bs':>3} {'backend':>10} {'tokens/s':>10} {'min-max':>17} "
-          f"{'spread':>6} {'n':>2} {'seconds':>9} {'peak GB':>7}  "
+    print(f"{'model':>12} {'size':>7} {'params':>6} {'mode':>5} {'length':>8} {'bs':>3} {'backend':>10} "
+          f"{'tokens/s':>10} {'min-max':>17} {'spread':>6} {'n':>2} {'seconds':>9} {'peak GB':>7}  "
           "comparisons (medians, this run; quoted: not measured)")
 
 
 def print_row(r: dict) -> None:
-    head = f"{r['model']:>12} {r['mode']:>5} {r['length']:>8} {r['batch']:>3} {r['backend']:>10}"
+    head = (f"{r['model']:>12} {r.get('size') or '':>7} {params_text(r.get('params')):>6} "
+            f"{r['mode']:>5} {r['length']:>8} {r['batch']:>3} {r['backend']:>10}")
     if r.get("error"):
         print(f"{head}  error: {r['error']}")
         return
@@ -368,7 +413,8 @@ def print_row(r: dict) -> None:
         parts.append(r["vs_ref"] if r["vs_ref"] == NOISY else f"{float(r['vs_ref']):.1f}x ref")
     if r.get("vs_hyenadna"):
         parts.append(r["vs_hyenadna"] if r["vs_hyenadna"] == NOISY else f"{float(r['vs_hyenadna']):.2f}x HyenaDNA")
-    infer1 = r["mode"] == "infer" and r["batch"] == 1
+    # the quoted figures are of HyenaDNA medium and Caduceus-PS 7.7M: the default sizes only
+    infer1 = r["mode"] == "infer" and r["batch"] == 1 and (r.get("size") or "default") == "default"
     quoted = HYENADNA_QUOTED.get(r["length"]) if infer1 and r["model"] != "hyenadna" else None
     if quoted:
         text = ratio_text(r, quoted, "HyenaDNA")
@@ -410,13 +456,16 @@ def write_outputs(rows: list[dict], out_dir: Path) -> None:
                                                                          for m, r in zip(med, mine)]]
         ax1.errorbar(xs, med, yerr=err, marker="o", capsize=3, label=f"{key[0]} [{key[1]}]")
         ax2.plot(xs, [r["peak_rss_gb"] for r in mine], marker="o", label=f"{key[0]} [{key[1]}]")
-    hx = sorted(HYENADNA_QUOTED)
-    ax1.plot(hx, [HYENADNA_QUOTED[x] for x in hx], "k--", marker="x", label="HyenaDNA medium (quoted)")
+    sizes = sorted({r.get("size") or "default" for r in rows})
+    if sizes == ["default"]:
+        hx = sorted(HYENADNA_QUOTED)
+        ax1.plot(hx, [HYENADNA_QUOTED[x] for x in hx], "k--", marker="x", label="HyenaDNA medium (quoted)")
     for ax, title, unit in ((ax1, "throughput (median, min-max)", "tokens/s"), (ax2, "peak resident memory", "GB")):
         ax.set(xscale="log", yscale="log", xlabel="sequence length (bp)", ylabel=unit, title=title)
         ax.grid(True, which="both", alpha=0.3)
     ax1.legend(fontsize=7)
-    title = "Caduceus 7.7M, HyenaDNA medium 6.6M, peers: batch 1, float32 (+bf16: bf16 projections), inference, "
+    labels = "; ".join(SIZES[z]["label"] if z in SIZES else z for z in sizes)
+    title = f"{labels}, peers: batch 1, float32 (+bf16: bf16 projections), inference, "
     fig.suptitle(title + platform.machine(), fontsize=9)
     fig.tight_layout()
     tmp_png = out_dir / ".compute.png.tmp.png"
@@ -434,9 +483,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backends", nargs="+", default=["auto", "auto+bf16", "ref"],
                         help="scan backends, first one the fast path; NAME+bf16: bf16 projections")
     parser.add_argument("--lengths", type=int, nargs="+", help="default 1k 4k 16k 131k 1M (--quick: 1k 4k 16k)")
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4], help="batch sweep at --batch-len")
+    parser.add_argument("--size", choices=sorted(SIZES), default="default",
+                        help="model sizes: default = Caduceus 7.7M vs HyenaDNA medium; small (fine-tune regime) = "
+                             "Caduceus 0.47M (d_model 118, 4 layers) vs HyenaDNA tiny 0.44M")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4],
+                        help="batch sweep: inference cells at --batch-len (batches other than 1), training cells "
+                             "at --train-len (every batch)")
     parser.add_argument("--batch-len", type=int, default=4096)
-    parser.add_argument("--train-len", type=int, default=8192, help="forward+backward cell length (0: none)")
+    parser.add_argument("--train-len", type=int, default=8192,
+                        help="forward+backward cell length, at each of --batches (0: none)")
     parser.add_argument("--ref-max-len", type=int, default=4096)
     parser.add_argument("--repeats", type=repeats_arg, default=MIN_REPEATS,
                         help=f"rounds: runs per cell, each in a fresh process, cells alternating (>= {MIN_REPEATS})")
@@ -463,6 +518,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"# {platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__} ({threads} threads), "
         f"python {platform.python_version()}"
     )
+    print(f"# --size {args.size}: {SIZES[args.size]['label']}")
     cells = plan(args)
     load_before = load_average()
     print(f"# load average before (1, 5, 15 min): {format_load(load_before)}")
@@ -474,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for rnd, (i, cell) in interleaved_schedule(list(enumerate(cells)), args.repeats):
         if i in failed:
             continue
-        r = run_cell(*cell)
+        r = run_cell(*cell, size=args.size)
         runs[i].append(r)
         model, backend, length, batch, mode = cell
         what = (f"error: {r['error']}" if "error" in r
@@ -487,6 +543,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows = [aggregate(c, rs, args.repeats) for c, rs in zip(cells, runs)]
     compare(rows, cells)
     for r in rows:
+        r["size"] = args.size
         r["load_before"] = round(load_before[0], 2) if load_before else None
         r["load_after"] = round(load_after[0], 2) if load_after else None
     print()

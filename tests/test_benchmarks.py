@@ -126,6 +126,56 @@ def test_plan_puts_hyenadna_first_and_has_no_repeats_in_cells() -> None:
     assert ("caduceus_ps", "ref", 1024, 1, "infer") in cells
 
 
+def test_plan_trains_caduceus_and_hyenadna_at_every_batch() -> None:
+    args = argparse.Namespace(models=["caduceus_ps", "hyenadna", "cnn"], backends=["auto", "auto+bf16"],
+                              lengths=[1024], batches=[32], batch_len=1024, train_len=1024, ref_max_len=4096)
+    cells = compute.plan(args)
+    train = [c for c in cells if c[4] == "train"]
+    assert train == [("hyenadna", "auto", 1024, 32, "train"), ("caduceus_ps", "auto", 1024, 32, "train")]
+    assert ("caduceus_ps", "auto", 1024, 32, "infer") in cells and ("hyenadna", "auto", 1024, 32, "infer") in cells
+    args.batches, args.train_len = [1, 4], 0
+    assert not [c for c in compute.plan(args) if c[4] == "train"]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# model sizes
+
+
+@pytest.mark.parametrize(("model", "low", "high"), [("caduceus_ps", 0.40e6, 0.55e6), ("caduceus_ph", 0.40e6, 0.55e6),
+                                                    ("hyenadna", 0.40e6, 0.50e6)])
+def test_small_size_builds_the_fine_tune_models(model: str, low: float, high: float) -> None:
+    w = compute.build(model, 64, 2, size="small")
+    assert low <= w.params <= high
+    assert w.params == sum(p.numel() for p in w.net.parameters())
+    assert tuple(w.full.shape) == (2, 64)
+    if model.startswith("caduceus_"):
+        assert (w.net.config.d_model, w.net.config.n_layer) == (118, 4)
+        assert w.net.config.rcps is (model == "caduceus_ps")
+        assert w.params == w.net.num_parameters() == 470702  # the released 1k_d118_l4 checkpoints
+    else:
+        assert w.net.config.d_model == 128 and w.net.config.l_max == 1026  # HyenaDNA tiny_1k
+
+
+def test_unknown_size_is_refused(capsys) -> None:
+    with pytest.raises(SystemExit) as err:
+        compute.build_parser().parse_args(["--size", "huge"])
+    assert err.value.code == 2
+    assert "--size: invalid choice: 'huge'" in capsys.readouterr().err
+    assert compute.build_parser().parse_args([]).size == "default"
+    with pytest.raises(ValueError, match="unknown size"):
+        compute.build("hyenadna", 64, 2, size="huge")
+
+
+def test_table_shows_size_and_params_and_no_quoted_figures_for_small(capsys) -> None:
+    default = _row("caduceus_ps", 150.0, 0.1, size="default", params=7725312)
+    small = _row("caduceus_ps", 150.0, 0.1, size="small", params=470702)
+    compute.print_row(default)
+    compute.print_row(small)
+    first, second = capsys.readouterr().out.splitlines()
+    assert "default  7.73M" in first and "quoted" in first
+    assert "small  0.47M" in second and "quoted" not in second
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # command lines
 
