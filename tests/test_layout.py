@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, float, str]] = [
     ("caduceus_plugin.genome", 2, "genome"),
     ("caduceus_plugin.ops", 3, "ops"),
     ("caduceus_plugin.ops.scan", 3.1, "ops.scan"),  # the interface over the kernels
+    ("caduceus_plugin.ops.gemm", 2.9, "ops.gemm"),  # which library multiplies (settings only)
     ("caduceus_plugin.ops.mixer", 3.2, "ops.mixer"),  # the mixer between its projections, over scan and conv
     ("caduceus_plugin.models", 4, "models"),
     ("caduceus_plugin.models.caduceus", 4.1, "models.caduceus"),

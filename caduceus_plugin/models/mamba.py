@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
@@ -11,8 +13,22 @@ from einops import rearrange
 from torch import nn
 
 from caduceus_plugin.ops.conv import causal_conv1d, causal_conv1d_step
+from caduceus_plugin.ops.gemm import linear
 from caduceus_plugin.ops.mixer import fused_available, mixer_inner
 from caduceus_plugin.ops.scan import selective_scan
+
+_KEEP_IN_PROJ: ContextVar[bool] = ContextVar("caduceus_keep_in_proj_output", default=False)
+
+
+@contextmanager
+def keep_in_proj_output() -> Iterator[None]:
+    """Within the block, the fused CPU path of a tied BiMamba keeps its ``in_proj`` output for the backward instead
+    of recomputing it (right inside a checkpointed layer, whose activations are recomputed anyway)."""
+    token = _KEEP_IN_PROJ.set(True)
+    try:
+        yield
+    finally:
+        _KEEP_IN_PROJ.reset(token)
 
 
 def rms_norm(
@@ -255,19 +271,24 @@ class BiMamba(nn.Module):
 
         def project_in(m: Mamba) -> torch.Tensor:
             w = m.in_proj.weight
-            return F.linear(u, w.flip(1) if rc else w, m.in_proj.bias)
+            return linear(u, w.flip(1) if rc else w, m.in_proj.bias)
 
         def project_out(m: Mamba, y: torch.Tensor) -> torch.Tensor:
             w, b = m.out_proj.weight, m.out_proj.bias
             if rc:
                 w, b = w.flip(0), None if b is None else b.flip(0)
-            return F.linear(y, w, b)
+            return linear(y, w, b)
 
         if self.mamba_rev is None or self.weight_tie:  # one in_proj output for every direction
-            xz = project_in(self.mamba_fwd)
             if self.mamba_rev is None or self.strategy == "add":  # one out_proj of the sum (linearity)
-                y = mixer_inner(xz, [m.inner_params() for m, _ in dirs], [r for _, r in dirs])
+                params, reverses = [m.inner_params() for m, _ in dirs], [r for _, r in dirs]
+                if _KEEP_IN_PROJ.get():
+                    y = mixer_inner(project_in(self.mamba_fwd), params, reverses)
+                else:  # the op applies in_proj itself: it keeps u, not the 2e-wide xz, for the backward
+                    w = self.mamba_fwd.in_proj.weight
+                    y = mixer_inner(u, params, reverses, in_proj=(w.flip(1) if rc else w, self.mamba_fwd.in_proj.bias))
                 return project_out(self.mamba_fwd, y)
+            xz = project_in(self.mamba_fwd)
             outs = [project_out(self.mamba_fwd, mixer_inner(xz, [m.inner_params()], [r])) for m, r in dirs]
         else:
             outs = [project_out(m, mixer_inner(project_in(m), [m.inner_params()], [r])) for m, r in dirs]

@@ -78,11 +78,22 @@ def fused_available(device: torch.device | str) -> bool:
     return resolve_backend(device) == "numba"
 
 
-def mixer_inner(xz: torch.Tensor, directions: Sequence[Direction], reverses: Sequence[bool]) -> torch.Tensor:
+def mixer_inner(
+    xz: torch.Tensor,
+    directions: Sequence[Direction],
+    reverses: Sequence[bool],
+    in_proj: tuple[torch.Tensor, torch.Tensor | None] | None = None,
+) -> torch.Tensor:
     """Sum over directions of the gated scan output (b, l, e) from ``xz`` (b, l, 2e): the fused op on CPU with the
-    numba backend, else :func:`mixer_inner_ref` on the resolved scan backend. Same arguments as the reference."""
+    numba backend, else :func:`mixer_inner_ref` on the resolved scan backend. Same arguments as the reference.
+
+    With ``in_proj = (weight, bias)`` the first argument is the projection's input ``u`` (b, l, d) and
+    ``xz = F.linear(u, weight, bias)``; the fused op then recomputes ``xz`` in the backward instead of keeping it.
+    """
     if fused_available(xz.device) and xz.numel() > 0:
         from caduceus_plugin.ops.numba.mixer import mixer_inner_numba
 
-        return mixer_inner_numba(xz, directions, reverses)
+        return mixer_inner_numba(xz, directions, reverses, in_proj)
+    if in_proj is not None:
+        xz = F.linear(xz, *in_proj)
     return mixer_inner_ref(xz, directions, reverses, backend=None)

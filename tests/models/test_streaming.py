@@ -171,13 +171,14 @@ def test_cpu_gemm_choice_and_same_function(monkeypatch: pytest.MonkeyPatch) -> N
     InputError naming the variable."""
     import caduceus_plugin.models.caduceus.streaming as streaming
     from caduceus_plugin.errors import InputError
+    from caduceus_plugin.ops import gemm
 
     monkeypatch.delenv("CADUCEUS_CPU_GEMM", raising=False)
     onednn = streaming.onednn_linear_available()
     assert streaming.cpu_gemm() == ("onednn" if onednn else "torch")
     calls: list[int] = []
-    original = streaming._onednn_linear
-    monkeypatch.setattr(streaming, "_onednn_linear", lambda *a: calls.append(1) or original(*a))
+    original = streaming.onednn_linear
+    monkeypatch.setattr(streaming, "onednn_linear", lambda *a: calls.append(1) or original(*a))
     model = tiny_model(6)
     ids = random_ids(2, 50, 6)
     with torch.no_grad():
@@ -193,7 +194,7 @@ def test_cpu_gemm_choice_and_same_function(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("CADUCEUS_CPU_GEMM", "mkl")
     with pytest.raises(InputError, match=r"\$CADUCEUS_CPU_GEMM must be one of auto, onednn, torch, got 'mkl'"):
         streaming.cpu_gemm()
-    monkeypatch.setattr(streaming, "onednn_linear_available", lambda: False)
+    monkeypatch.setattr(gemm, "onednn_linear_available", lambda: False)
     monkeypatch.setenv("CADUCEUS_CPU_GEMM", "onednn")
     with pytest.raises(InputError, match="has no oneDNN linear"):
         streaming.cpu_gemm()

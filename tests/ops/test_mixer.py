@@ -79,6 +79,28 @@ def test_matches_definition_for_other_shapes(kw: dict[str, object]) -> None:
     compare(2, 203, 24, (False, True), seed=3, **kw)
 
 
+@pytest.mark.parametrize("bias", [False, True])
+def test_in_proj_inside_the_op_matches_definition(bias: bool) -> None:
+    """With ``in_proj`` the op takes u (here a strided strand view) and recomputes xz in its backward."""
+    ms = layers(16, 2, 8)
+    dirs = [m.inner_params() for m in ms]
+    g = torch.Generator().manual_seed(9)
+    h = torch.randn(2, 70, 32, generator=g, requires_grad=True)
+    w = torch.randn(2 * ms[0].d_inner, 16, generator=g, requires_grad=True)
+    b = torch.randn(2 * ms[0].d_inner, generator=g, requires_grad=True) if bias else None
+    u = h[..., 16:]
+    wrt = [h, w] + ([b] if bias else []) + [p for dr in dirs for p in dr]
+    y_ref = mixer_inner_ref(torch.nn.functional.linear(u, w, b), dirs, (False, True))
+    gy = torch.randn_like(y_ref)
+    g_ref = torch.autograd.grad(y_ref, wrt, gy)
+    y = mixer_inner_numba(u, dirs, (False, True), in_proj=(w, b))
+    assert rel(y, y_ref) < TOL
+    for k, (a, r) in enumerate(zip(torch.autograd.grad(y, wrt, gy), g_ref, strict=True)):
+        assert rel(a, r) < TOL, k
+    with torch.no_grad():
+        assert rel(mixer_inner_numba(u, dirs, (False, True), in_proj=(w, b)), y_ref) < TOL
+
+
 def test_no_grad_forward_and_partial_requires_grad() -> None:
     (m,) = layers(16, 1, 4)
     dirs = [m.inner_params()]
@@ -162,6 +184,25 @@ def test_model_gradients_equal_the_ref_backend(name: str, checkpointing: bool) -
     assert grads.keys() == grads_ref.keys()
     for n, gr in grads_ref.items():
         assert rel(grads[n], gr) < TOL, n
+
+
+def test_automatic_checkpointing_recomputes_as_few_layers_as_the_budget_allows() -> None:
+    from caduceus_plugin.models.caduceus import modeling
+
+    per_layer = modeling.saved_activation_bytes(1, 1000, 64, 1)
+    assert modeling.checkpointed_layers(1, 1000, 64, 4, budget=4 * per_layer) == 0
+    k = modeling.checkpointed_layers(1, 1000, 64, 4, budget=3 * per_layer)
+    kept = 4 * 1000 * 64
+
+    def total(j: int) -> int:
+        return (4 - j) * per_layer + j * kept
+
+    assert 0 < k < 4 and total(k) <= 3 * per_layer < total(k - 1)  # enough, and no more than needed
+    assert modeling.checkpointed_layers(1, 1000, 64, 4, budget=0) == 4
+    # the released 7.7M shape: nothing recomputed at 2 kbp, some layers at 8 kbp, every layer at 131 kbp
+    assert modeling.checkpointed_layers(1, 2048, 512, 16) == 0
+    assert 0 < modeling.checkpointed_layers(1, 8192, 512, 16) < 16
+    assert modeling.checkpointed_layers(1, 131072, 512, 16) == 16
 
 
 def test_model_under_bf16_autocast_trains_close_to_float32() -> None:

@@ -40,6 +40,7 @@ from torch import nn
 from caduceus_plugin import settings
 from caduceus_plugin.errors import InputError
 from caduceus_plugin.models.mamba import BiMamba, Mamba
+from caduceus_plugin.ops.gemm import cpu_gemm, describe_cpu_gemm, onednn_linear, onednn_linear_available  # noqa: F401
 from caduceus_plugin.ops.scan import resolve_backend
 
 DEFAULT_CHUNK_LEN = settings.CHUNK_LEN.default
@@ -110,54 +111,6 @@ def malloc_reuse() -> Iterator[bool]:
             libc.malloc_trim(0)
 
 
-GEMM_ENV_VAR = settings.CPU_GEMM.name
-
-
-@functools.cache
-def onednn_linear_available() -> bool:
-    """True when torch's oneDNN linear (``torch.ops.mkldnn._linear_pointwise``) runs here: probed once."""
-    if not torch.backends.mkldnn.is_available():
-        return False
-    try:
-        y = torch.ops.mkldnn._linear_pointwise(torch.ones(2, 3), torch.ones(4, 3), None, "none", [], "")
-    except (AttributeError, RuntimeError):
-        return False
-    return bool(torch.equal(y, torch.full((2, 4), 3.0)))
-
-
-def _onednn_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
-
-
-def describe_cpu_gemm() -> str:
-    """One line for ``caduceus info`` and logs: the float32 CPU projections' library."""
-    return f"cpu projections: {cpu_gemm()} (float32; ${GEMM_ENV_VAR}=auto|onednn|torch)"
-
-
-def cpu_gemm() -> str:
-    """The library for the float32 projections of CPU inference: ``onednn`` (torch's oneDNN linear) or ``torch``
-    (``F.linear``: the BLAS torch was built with, MKL on x86 wheels).
-
-    ``$CADUCEUS_CPU_GEMM``: ``auto`` (default: ``onednn`` where it runs), ``onednn`` or ``torch``. At Caduceus'
-    shapes (a few thousand rows times 256-1024) oneDNN measured 1.3-1.5x MKL's sgemm on an AMD Zen 4
-    (``benchmarks/profile_inference.py``); both are float32 products (results differ by float32 rounding).
-
-    Raises:
-        InputError: an unknown value, or ``onednn`` forced on a torch build without it.
-    """
-    req = settings.CPU_GEMM.get()
-    if req == "torch":
-        return "torch"
-    if onednn_linear_available():
-        return "onednn"
-    if req == "onednn":
-        raise InputError(
-            f"${GEMM_ENV_VAR}=onednn but this torch build has no oneDNN linear (torch.backends.mkldnn): "
-            "use auto or torch"
-        )
-    return "torch"
-
-
 MATMUL_ENV_VAR = settings.MATMUL_DTYPE.name
 _MATMUL_DTYPES = {"fp32": None, "float32": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 _MATMUL_OVERRIDE: ContextVar[torch.dtype | str | None] = ContextVar("caduceus_matmul_dtype", default=None)
@@ -219,7 +172,7 @@ class _Linear:
         b = mod.bias if bias else None
         if self.dtype is None:
             if self.onednn and x.device.type == "cpu" and x.dtype == mod.weight.dtype == torch.float32:
-                return _onednn_linear(x, mod.weight, b)
+                return onednn_linear(x, mod.weight, b)
             return F.linear(x, mod.weight, b)
         y = F.linear(x.to(self.dtype), self._cast(mod.weight), None if b is None else self._cast(b))
         return y if keep else y.float()

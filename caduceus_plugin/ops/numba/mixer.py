@@ -35,9 +35,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from numba import njit, prange
 from torch.autograd.function import once_differentiable
 
+from caduceus_plugin.ops.gemm import linear
 from caduceus_plugin.ops.numba import stream
 from caduceus_plugin.ops.numba.scan import _fwd_chunk, chunk_length
 from caduceus_plugin.ops.numba.simd import (
@@ -422,23 +424,43 @@ def _direction_forward(
     cw, cb, wx, wdt, bdt, A, D = _direction(params[k * PARAMS_PER_DIRECTION : (k + 1) * PARAMS_PER_DIRECTION])
     r = wdt.shape[1]
     xc = _conv_forward(xzf, cw, cb, reverse)
-    xdbl = (xc.view(b * l, -1) @ wx.t()).view(b, l, -1)
-    delta = (xdbl.view(b * l, -1)[:, :r] @ wdt.t()).view(b, l, -1)
+    xdbl = linear(xc.view(b * l, -1), wx).view(b, l, -1)
+    delta = linear(xdbl.view(b * l, -1)[:, :r], wdt).view(b, l, -1)
     y, ckpt = _scan_forward(xc, delta, A, xdbl, r, D, bdt, xzf, reverse, acc, save)
     if save:  # the conv output and delta are recomputed in the backward: (b, l, e) each, a few % of the time
         saved += [xdbl, ckpt]
     return y
 
 
+def _project(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype | None
+) -> torch.Tensor:
+    """``in_proj`` as float32 ``(b, l, 2e)``: the product in ``dtype`` (bf16 under autocast) or float32."""
+    with torch.autocast("cpu", enabled=False):
+        if dtype is not None:
+            y = F.linear(x.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype))
+        else:
+            y = linear(x.float(), weight.float(), None if bias is None else bias.float())
+    return y.float().contiguous()
+
+
 class _MixerInner(torch.autograd.Function):
+    """``x`` is ``xz`` itself, or with ``w_in`` given the ``in_proj`` input ``u`` (b, l, d): then ``xz = u W^T + b``
+    is computed here and recomputed in the backward instead of being kept (the largest activation of a layer,
+    ``2e`` floats per position, for one matmul)."""
+
     @staticmethod
-    def forward(ctx, reverses: tuple[bool, ...], xz: torch.Tensor, *params: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, reverses, x, w_in, b_in, *params):  # type: ignore[no-untyped-def, override]
+        project = w_in is not None
+        mm_dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+        xz = _project(x, w_in, b_in, mm_dtype) if project else x
         y, saved = _forward(xz, params, reverses, save=True)
-        ctx.reverses = reverses
-        ctx.xz_dtype = xz.dtype
-        ctx.param_meta = [(p is None, None if p is None else p.dtype) for p in params]
-        ctx.save_for_backward(*saved, *(p if p is not None else torch.empty(0) for p in params))
-        return y.to(xz.dtype)
+        if project:
+            saved[0] = x.detach()
+        ctx.reverses, ctx.project, ctx.mm_dtype, ctx.in_dtype = reverses, project, mm_dtype, x.dtype
+        ctx.param_meta = [(p is None, None if p is None else p.dtype) for p in (w_in, b_in, *params)]
+        ctx.save_for_backward(*saved, *(p if p is not None else torch.empty(0) for p in (w_in, b_in, *params)))
+        return y.to(x.dtype)
 
     @staticmethod
     @once_differentiable
@@ -446,9 +468,12 @@ class _MixerInner(torch.autograd.Function):
         reverses = ctx.reverses
         nd = len(reverses)
         tensors = ctx.saved_tensors
-        xzf = tensors[0]
         acts = tensors[1 : 1 + 2 * nd]
-        params = [None if absent else t for t, (absent, _) in zip(tensors[1 + 2 * nd :], ctx.param_meta, strict=True)]
+        w_in, b_in, *params = [
+            None if absent else t for t, (absent, _) in zip(tensors[1 + 2 * nd :], ctx.param_meta, strict=True)
+        ]
+        u = tensors[0] if ctx.project else None
+        xzf = _project(u, w_in, b_in, ctx.mm_dtype) if ctx.project else tensors[0]
         b, l, e2 = xzf.shape
         e = e2 // 2
         gyf = _f32c(gy)
@@ -462,7 +487,7 @@ class _MixerInner(torch.autograd.Function):
             cw, cb, wx, wdt, bdt, A, D = _direction(raw)
             r = wdt.shape[1]
             xc = _conv_forward(xzf, cw, cb, reverse)
-            delta = (xdbl.view(b * l, -1)[:, :r] @ wdt.t()).view(b, l, -1)
+            delta = linear(xdbl.view(b * l, -1)[:, :r], wdt).view(b, l, -1)
             n = A.shape[1]
             nblk = n_blocks(b, e, threads)
             dxc = torch.empty(b, l, e)
@@ -479,11 +504,12 @@ class _MixerInner(torch.autograd.Function):
             )  # fmt: skip
             dbc = dbc_p.sum(1) if nblk > 1 else dbc_p[:, 0]
             dd2 = ddelta.view(b * l, e)
-            dxdbl = torch.cat([dd2 @ wdt, dbc.reshape(b * l, 2 * n)], dim=1)  # (b l, r + 2n)
+            # products g W as linears with weight W^T (oneDNN where it is faster), weight gradients g^T x as mm
+            dxdbl = torch.cat([linear(dd2, wdt.t().contiguous()), dbc.reshape(b * l, 2 * n)], dim=1)  # (b l, r + 2n)
             dwdt = dd2.t() @ xdbl.view(b * l, -1)[:, :r]
             xc2 = xc.view(b * l, e)
             dwx = dxdbl.t() @ xc2
-            dxc.view(b * l, e).addmm_(dxdbl, wx)
+            dxc.view(b * l, e).add_(linear(dxdbl, wx.t().contiguous()))
             # conv + SiLU backward into d xz[..., :e]
             cblk = max(1, min((l + 15) // 16, -(-4 * threads // b)))  # time blocks per batch row
             k_w = cw.shape[-1]
@@ -495,31 +521,50 @@ class _MixerInner(torch.autograd.Function):
             dcw = dw_p.sum(0).t().reshape(e, 1, k_w)
             dcb = db_p.sum(0)
             grads += [dcw, dcb, dwx, dwdt, dbias_p.sum(0), dA_p.sum(0) * A, dD_p.sum(0)]
+        dx = dxz
+        if ctx.project:  # in_proj's backward: d u, d W, d bias from d xz
+            d2 = dxz.view(b * l, e2)
+            w = w_in.float() if ctx.mm_dtype is None else w_in.to(ctx.mm_dtype).float()
+            dx = linear(d2, w.t().contiguous()).view(b, l, -1)
+            grads = [d2.t() @ u.reshape(b * l, -1).float(), d2.sum(0) if b_in is not None else None, *grads]
+        else:
+            grads = [None, None, *grads]
         out: list[torch.Tensor | None] = []
         for g, (absent, dtype), need in zip(grads, ctx.param_meta, ctx.needs_input_grad[2:], strict=True):
             out.append(None if (absent or not need) else g.to(dtype))  # type: ignore[union-attr]
-        return (None, dxz.to(ctx.xz_dtype) if ctx.needs_input_grad[1] else None, *out)
+        return (None, dx.to(ctx.in_dtype) if ctx.needs_input_grad[1] else None, *out)
 
 
 def mixer_inner_numba(
-    xz: torch.Tensor, directions: Sequence[Sequence[torch.Tensor | None]], reverses: Sequence[bool]
+    xz: torch.Tensor,
+    directions: Sequence[Sequence[torch.Tensor | None]],
+    reverses: Sequence[bool],
+    in_proj: tuple[torch.Tensor, torch.Tensor | None] | None = None,
 ) -> torch.Tensor:
     """Sum over directions of the gated scan output, channels-last, differentiable (see the module docstring).
 
     Args:
-        xz: (b, l, 2e) the ``in_proj`` output (``x`` then the gate ``z``), CPU, any float dtype.
+        xz: (b, l, 2e) the ``in_proj`` output (``x`` then the gate ``z``), CPU, any float dtype; with ``in_proj``
+            the projection's input ``u`` (b, l, d) instead (any strides).
         directions: per direction the :data:`PARAMS_PER_DIRECTION` tensors (conv weight, conv bias or None,
             x_proj weight, dt_proj weight, dt_proj bias, A_log, D).
         reverses: per direction, scan from the last row to the first.
+        in_proj: ``(weight (2e, d), bias (2e,) or None)``: apply the projection inside the op, which then keeps
+            ``u`` instead of ``xz`` for the backward and recomputes ``xz`` there (bf16 under CPU autocast).
 
     Returns:
-        (b, l, e) in ``xz.dtype``.
+        (b, l, e) in the input's dtype.
     """
     flat = [t for d in directions for t in d]
     flags = tuple(bool(r) for r in reverses)
     if len(flat) != PARAMS_PER_DIRECTION * len(flags) or not flags:
         raise ValueError(f"expected {PARAMS_PER_DIRECTION} tensors per direction and one reverse flag per direction")
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (xz, *flat)):
-        return _MixerInner.apply(flags, xz, *flat)
-    y, _ = _forward(xz, flat, flags, save=False)
+    w_in, b_in = in_proj if in_proj is not None else (None, None)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (xz, w_in, b_in, *flat)):
+        return _MixerInner.apply(flags, xz, w_in, b_in, *flat)
+    if w_in is not None:
+        mm_dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+        y, _ = _forward(_project(xz, w_in, b_in, mm_dtype), flat, flags, save=False)
+    else:
+        y, _ = _forward(xz, flat, flags, save=False)
     return y.to(xz.dtype)

@@ -1,0 +1,114 @@
+"""float32 matrix products on CPU: which library runs them, and a linear layer that uses it in both directions.
+
+At the shapes of Caduceus' projections (thousands of rows times 16-1024 columns) torch's oneDNN linear is faster
+than ``F.linear``'s BLAS (MKL sgemm on x86 wheels) for the forward product and for the input gradient ``g W``, by
+1.0-2.5x measured on AMD Zen 4 (largest for the narrow x_proj / dt_proj); for the weight gradient ``g^T x`` torch's
+``mm`` is as fast or faster. :func:`cpu_gemm` decides (``$CADUCEUS_CPU_GEMM``), :func:`linear` is the layer:
+
+* :func:`linear_ref` — ``F.linear``, the definition;
+* :func:`linear` — the same function, differentiable, with the forward and ``g W`` through oneDNN when
+  :func:`cpu_gemm` says so (float32 CPU tensors), ``g^T x`` through ``mm``; ``F.linear`` anywhere else.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+from caduceus_plugin import settings
+from caduceus_plugin.errors import InputError
+
+__all__ = ["cpu_gemm", "describe_cpu_gemm", "linear", "linear_ref", "onednn_linear", "onednn_linear_available"]
+
+GEMM_ENV_VAR = settings.CPU_GEMM.name
+
+
+@functools.cache
+def onednn_linear_available() -> bool:
+    """True when torch's oneDNN linear (``torch.ops.mkldnn._linear_pointwise``) runs here: probed once."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        y = torch.ops.mkldnn._linear_pointwise(torch.ones(2, 3), torch.ones(4, 3), None, "none", [], "")
+    except (AttributeError, RuntimeError):
+        return False
+    return bool(torch.equal(y, torch.full((2, 4), 3.0)))
+
+
+def onednn_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear(x, w, b)`` through oneDNN (float32 CPU tensors; no autograd)."""
+    return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
+
+
+def describe_cpu_gemm() -> str:
+    """One line for ``caduceus info`` and logs: the float32 CPU projections' library."""
+    return f"cpu projections: {cpu_gemm()} (float32; ${GEMM_ENV_VAR}=auto|onednn|torch)"
+
+
+def cpu_gemm() -> str:
+    """The library for the float32 CPU projections (inference, and the training path's
+    forward products and input gradients): ``onednn`` (torch's oneDNN linear) or ``torch``
+    (``F.linear``: the BLAS torch was built with, MKL on x86 wheels).
+
+    ``$CADUCEUS_CPU_GEMM``: ``auto`` (default: ``onednn`` where it runs), ``onednn`` or ``torch``. At Caduceus'
+    shapes (a few thousand rows times 256-1024) oneDNN measured 1.3-1.5x MKL's sgemm on an AMD Zen 4
+    (``benchmarks/profile_inference.py``); both are float32 products (results differ by float32 rounding).
+
+    Raises:
+        InputError: an unknown value, or ``onednn`` forced on a torch build without it.
+    """
+    req = settings.CPU_GEMM.get()
+    if req == "torch":
+        return "torch"
+    if onednn_linear_available():
+        return "onednn"
+    if req == "onednn":
+        raise InputError(
+            f"${GEMM_ENV_VAR}=onednn but this torch build has no oneDNN linear (torch.backends.mkldnn): "
+            "use auto or torch"
+        )
+    return "torch"
+
+
+def linear_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear``: x (..., k), weight (m, k), bias (m,) -> (..., m)."""
+    return F.linear(x, weight, bias)
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias):  # type: ignore[no-untyped-def, override]
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return onednn_linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[no-untyped-def, override]
+        x, weight = ctx.saved_tensors
+        g2 = g.reshape(-1, g.shape[-1])
+        dx = dw = db = None
+        if ctx.needs_input_grad[0]:  # g W as a oneDNN linear with weight W^T
+            dx = onednn_linear(g2, weight.t().contiguous(), None).view(*g.shape[:-1], weight.shape[1])
+        if ctx.needs_input_grad[1]:
+            dw = g2.t() @ x.reshape(-1, x.shape[-1])
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            db = g2.sum(0)
+        return dx, dw, db
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`linear_ref` with oneDNN for the products where :func:`cpu_gemm` chooses it (float32 CPU tensors,
+    outside autocast); differentiable."""
+    fast = (
+        x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and x.dim() >= 2
+        and not torch.is_autocast_enabled("cpu") and cpu_gemm() == "onednn"
+    )  # fmt: skip
+    if not fast:
+        return F.linear(x, weight, bias)
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, x.shape[-1])
+    if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))):
+        return onednn_linear(x2, weight, bias).view(*lead, weight.shape[0])
+    return _OneDNNLinear.apply(x2, weight, bias).view(*lead, weight.shape[0])

@@ -1,0 +1,43 @@
+"""The CPU linear layer (oneDNN products where chosen) against ``F.linear``: values and every gradient."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from caduceus_plugin.ops import gemm
+from caduceus_plugin.ops.gemm import linear, linear_ref
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+@pytest.mark.parametrize("shape, bias", [((3, 50, 24), True), ((70, 16), False), ((2, 1, 5, 8), True)])
+@pytest.mark.parametrize("gemm_choice", ["onednn", "torch"])
+def test_linear_equals_f_linear_with_gradients(shape, bias, gemm_choice, monkeypatch: pytest.MonkeyPatch) -> None:
+    if gemm_choice == "onednn" and not gemm.onednn_linear_available():
+        pytest.skip("this torch build has no oneDNN linear")
+    monkeypatch.setenv("CADUCEUS_CPU_GEMM", gemm_choice)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(*shape, generator=g, requires_grad=True)
+    w = torch.randn(12, shape[-1], generator=g, requires_grad=True)
+    b = torch.randn(12, generator=g, requires_grad=True) if bias else None
+    wrt = [t for t in (x, w, b) if t is not None]
+    y_ref = linear_ref(x, w, b)
+    gy = torch.randn_like(y_ref)
+    grads_ref = torch.autograd.grad(y_ref, wrt, gy)
+    y = linear(x, w, b)
+    assert y.shape == y_ref.shape and rel(y, y_ref) < 1e-6
+    for a, r in zip(torch.autograd.grad(y, wrt, gy), grads_ref, strict=True):
+        assert a.shape == r.shape and rel(a, r) < 1e-6
+
+
+def test_linear_on_a_strided_input_and_without_grad() -> None:
+    g = torch.Generator().manual_seed(1)
+    h = torch.randn(2, 30, 32, generator=g)
+    w = torch.randn(8, 16, generator=g)
+    half = h[..., 16:]  # a strand of an RCPS hidden tensor: row stride 32
+    assert rel(linear(half, w), linear_ref(half, w)) < 1e-6
+    with torch.no_grad():
+        assert rel(linear(half, w), linear_ref(half, w)) < 1e-6
