@@ -1,9 +1,10 @@
 """float32 matrix products on CPU: which library runs them, and a linear layer that uses it in both directions.
 
 At the shapes of Caduceus' projections (thousands of rows times 16-1024 columns) torch's oneDNN linear is faster
-than ``F.linear``'s BLAS (MKL sgemm on x86 wheels) for the forward product and for the input gradient ``g W``, by
-1.0-2.5x measured on AMD Zen 4 (largest for the narrow x_proj / dt_proj); for the weight gradient ``g^T x`` torch's
-``mm`` is as fast or faster. :func:`cpu_gemm` decides (``$CADUCEUS_CPU_GEMM``), :func:`linear` is the layer:
+than ``F.linear``'s BLAS (MKL sgemm on x86 wheels) for the forward product (1.0-1.4x) and for the input gradient
+``g W`` (1.2-2.5x, largest for the narrow x_proj / dt_proj); for the weight gradient ``g^T x`` torch's ``mm`` is
+2.5-5x faster than oneDNN fed transposed copies (8,192 rows, AMD EPYC, 2 threads, cells alternating, median of 5,
+2026-12-01). :func:`cpu_gemm` decides (``$CADUCEUS_CPU_GEMM``), :func:`linear` is the layer:
 
 * :func:`linear_ref` — ``F.linear``, the definition;
 * :func:`linear` — the same function, differentiable, with the forward and ``g W`` through oneDNN when
@@ -53,8 +54,9 @@ def cpu_gemm() -> str:
     (``F.linear``: the BLAS torch was built with, MKL on x86 wheels).
 
     ``$CADUCEUS_CPU_GEMM``: ``auto`` (default: ``onednn`` where it runs), ``onednn`` or ``torch``. At Caduceus'
-    shapes (a few thousand rows times 256-1024) oneDNN measured 1.3-1.5x MKL's sgemm on an AMD Zen 4
-    (``benchmarks/profile_inference.py``); both are float32 products (results differ by float32 rounding).
+    shapes (8,192 rows times 16-1024) oneDNN's forward product measured 1.0-1.4x MKL's sgemm on AMD EPYC
+    (2 threads, the two alternating, median of 5, 2026-12-01); both are float32 products (results differ by
+    float32 rounding).
 
     Raises:
         InputError: an unknown value, or ``onednn`` forced on a torch build without it.
