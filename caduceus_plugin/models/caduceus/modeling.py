@@ -152,8 +152,8 @@ class CaduceusBackbone(nn.Module):
         #: Recompute layers in the backward pass instead of storing their activations (training memory
         #: O(n_layer * l * c) instead of O(n_layer * l * e * several); a recomputed layer costs ~1.3x). True: every
         #: layer; False: none; None (automatic): as few as keep the activations within ``CHECKPOINT_BUDGET_BYTES``
-        #: (1 GiB; :func:`checkpointed_layers`; for the 7.7M models none up to about 5,000 tokens per batch, all
-        #: from about 20,000).
+        #: (1 GiB; :func:`checkpointed_layers`; for the 7.7M models none up to about 5,400 tokens per batch,
+        #: 7 of 16 at 8,192, all from about 26,000).
         self.gradient_checkpointing: bool | None = None
         #: Compute dtype of the projections on the length-chunked inference path: None (float32; bf16 under CPU
         #: bf16 autocast or with ``CADUCEUS_MATMUL_DTYPE=bf16``), or ``torch.bfloat16`` / ``"bf16"``.
