@@ -81,7 +81,9 @@ def test_header_lines_are_skipped_and_gzipped_bed_is_accepted(fasta: Path, tmp_p
     bed = write_lines(tmp_path / "r.bed.gz", lines, gz=True)
     out = tmp_path / "o.parquet"
     code, stdout, err = run(predict_argv(fasta, bed, out), capsys)
-    assert code == 0 and err == "" and "wrote 2 rows" in stdout
+    # nothing on stderr but, when the job outlasts --log-every (first numba compile on a fresh clone), progress lines
+    assert code == 0 and "wrote 2 rows" in stdout
+    assert [line for line in err.splitlines() if not line.startswith("predict: ")] == [], err
     df = pl.read_parquet(out)
     assert df["name"].to_list() == ["a", "b"] and df.columns[:4] == ["chrom", "start", "end", "name"]
 
