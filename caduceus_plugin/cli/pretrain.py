@@ -29,8 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "pretrain",
         help="pre-train a Caduceus masked LM on a FASTA file",
         description="Masked-LM pre-training (15% masking, 80/10/10; N -> [PAD], not in the loss). PS trains "
-        "without RC augmentation, Ph with it. Writes OUT/config.json, OUT/model.safetensors and OUT/training.json "
-        "at every validation.",
+        "without RC augmentation, Ph with it. Writes OUT/config.json, OUT/model.safetensors, OUT/training.json "
+        "and the full training state OUT/resume.pt at every validation; --resume continues a stopped run.",
     )
     p.add_argument("--fasta", required=True, help="FASTA file (plain, or bgzip-compressed with .fai/.gzi)")
     p.add_argument("--out", required=True, help="output checkpoint directory")
@@ -49,6 +49,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--val-every", type=_positive_int, default=250, help="validate + checkpoint every N steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=_positive_int, default=1, help="CPU threads (default 1)")
+    a = p.add_argument_group("ablations (the paper's Fig. 3)")
+    a.add_argument("--arch", choices=("caduceus", "hyenadna"), default="caduceus", help="model family")
+    a.add_argument("--objective", choices=("mlm", "ntp"), default="mlm",
+                   help="masked LM (default) or next-token prediction (causal models only)")
+    a.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=True,
+                   help="BiMamba (default) or uni-directional Mamba")
+    a.add_argument("--weight-tie", action=argparse.BooleanOptionalAction, default=True,
+                   help="share BiMamba's in/out projections between directions (default)")
+    a.add_argument("--rc-augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="reverse-complement half the training windows (default: only models that are not PS)")
+    s_ = p.add_argument_group("sittings (one schedule over several runs)")
+    s_.add_argument("--resume", action="store_true", help="continue the run in OUT from its last checkpoint")
+    s_.add_argument("--stop-at-step", type=_positive_int, help="stop (with a checkpoint) after this step")
+    s_.add_argument("--max-minutes", type=_positive_float, help="stop (with a checkpoint) after this wall time")
     p.set_defaults(func=_run_pretrain)
 
     e = subparsers.add_parser(
@@ -91,6 +105,14 @@ def _run_pretrain(args: argparse.Namespace) -> int:
         val_every=args.val_every,
         seed=args.seed,
         threads=args.threads,
+        arch=args.arch,
+        objective=args.objective,
+        bidirectional=args.bidirectional,
+        weight_tie=args.weight_tie,
+        rc_augment=args.rc_augment,
+        resume=args.resume,
+        stop_at_step=args.stop_at_step,
+        max_minutes=args.max_minutes,
     )
     tty = sys.stderr.isatty()
     info = pretrain(cfg, log=lambda s: print(s, file=sys.stderr, flush=True), progress=tty)
@@ -101,6 +123,8 @@ def _run_pretrain(args: argparse.Namespace) -> int:
         f"val accuracy {final['val_accuracy']:.4f} (unigram {info['val_unigram']['accuracy']:.4f}), "
         f"{info['wall_time_s']:.0f} s"
     )
+    if not info["complete"]:
+        print(f"stopped at step {final['step']} of {cfg.steps}: continue with the same command and --resume")
     return 0
 
 

@@ -3,6 +3,7 @@ built-in model (GRCh37 chr20) against the unigram baseline on held-out real sequ
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -24,11 +25,19 @@ from caduceus_plugin.jobs.pretrain.corpus import (
     WindowSampler,
     load_fasta,
     mask_tokens,
+    next_token_labels,
     seq_to_ids,
     split_genome,
     tile_windows,
 )
-from caduceus_plugin.jobs.pretrain.run import PretrainConfig, evaluate_windows, lr_at, pretrain
+from caduceus_plugin.jobs.pretrain.run import (
+    PretrainConfig,
+    build_model,
+    evaluate_windows,
+    lm_logits,
+    lr_at,
+    pretrain,
+)
 from caduceus_plugin.models.caduceus.checkpoint import from_pretrained, save_pretrained
 from caduceus_plugin.models.caduceus.config import CaduceusConfig
 from caduceus_plugin.models.caduceus.modeling import CaduceusForMaskedLM
@@ -221,6 +230,67 @@ def test_training_is_deterministic_and_ph_uses_rc_augmentation(tmp_path):
     assert not from_pretrained(tmp_path / "ph").config.rcps
 
 
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tmp_path):
+    _tiny_run(tmp_path, "whole", steps=8, val_every=2, rcps=False)  # Ph: the RC-augmentation draws must resume too
+    cfg, info = _tiny_run(tmp_path, "parts", steps=8, val_every=2, rcps=False, stop_at_step=3)
+    assert info["complete"] is False and info["final"]["step"] == 3
+    with pytest.raises(InputError, match="--resume"):  # never trains over an existing run silently
+        pretrain(dataclasses.replace(cfg, stop_at_step=None))
+    _, info = _tiny_run(tmp_path, "parts", steps=8, val_every=2, rcps=False, resume=True, threads=2)
+    assert info["complete"] is True and [h["step"] for h in info["history"]] == [2, 3, 4, 6, 8]
+    assert [s["from_step"] for s in info["sittings"]] == [0, 3]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert (whole / "model.safetensors").read_bytes() == (parts / "model.safetensors").read_bytes()
+    with pytest.raises(InputError, match="lr=0.01, now 0.02"):
+        _tiny_run(tmp_path, "parts", steps=8, val_every=2, rcps=False, resume=True, lr=2e-2)
+    (parts / "resume.pt").write_bytes(b"truncated")
+    with pytest.raises(InputError, match="cannot read"):
+        _tiny_run(tmp_path, "parts", steps=8, val_every=2, rcps=False, resume=True)
+
+
+@pytest.mark.parametrize(
+    ("kw", "variant", "causal"),
+    [
+        ({"rcps": False, "weight_tie": False}, "Caduceus-Ph (untied BiMamba)", False),
+        ({"rcps": False, "bidirectional": False}, "Mamba (uni-directional)", False),
+        ({"rcps": False, "bidirectional": False, "objective": "ntp"}, "Mamba (uni-directional)", True),
+        ({"arch": "hyenadna", "objective": "ntp", "n_layer": 2}, "HyenaDNA", True),
+    ],
+)
+def test_ablation_models_train_and_report_per_window_losses(tmp_path, kw, variant, causal):
+    cfg, info = _tiny_run(tmp_path, "m", steps=30, **kw)
+    assert info["model"]["variant"] == variant and info["model"]["rc_augmentation"] is True
+    assert info["final"]["val_nuc_loss"] < info["initial"]["val_nuc_loss"]
+    windows = info["final_window_nuc_loss"]
+    assert len(windows) == info["data"]["val_windows"] == 16
+    assert np.nanmean(windows) == pytest.approx(info["final"]["val_nuc_loss"], abs=0.05)
+    if causal:  # every next base is scored, nothing is masked; the model really is causal
+        assert info["data"]["val_masked_positions"] == 16 * 63
+        torch.manual_seed(0)
+        model = build_model(cfg).eval()
+        ids = torch.randint(A_ID, T_ID + 1, (1, 40))
+        alt = ids.clone()
+        alt[0, 30:] = A_ID + (alt[0, 30:] - A_ID + 1) % 4
+        with torch.no_grad():
+            assert torch.allclose(lm_logits(model, ids)[0, :30], lm_logits(model, alt)[0, :30], atol=1e-5)
+    if kw.get("arch") == "hyenadna":
+        from caduceus_plugin.models.hyenadna import from_pretrained as hyena_from_pretrained
+
+        assert hyena_from_pretrained(tmp_path / "m").config.n_layer == 2
+
+
+def test_ablation_settings_that_cannot_work_are_refused(tmp_path):
+    with pytest.raises(InputError, match="causal model"):
+        _tiny_run(tmp_path, "x", objective="ntp", rcps=False)  # bi-directional sees the next token
+    with pytest.raises(InputError, match="HyenaDNA is causal"):
+        _tiny_run(tmp_path, "x", arch="hyenadna")
+
+
+def test_next_token_labels_skip_pad_and_the_last_position():
+    ids = torch.tensor([[A_ID, PAD_ID, T_ID, A_ID + 1]])
+    assert next_token_labels(ids).tolist() == [[IGNORE_INDEX, T_ID, A_ID + 1, IGNORE_INDEX]]
+
+
 def test_checkpoint_round_trip_keeps_seq_len(tmp_path):
     torch.manual_seed(0)
     model = CaduceusForMaskedLM(CaduceusConfig(d_model=16, n_layer=2, rcps=True, extra={"seq_len": 512}))
@@ -252,7 +322,7 @@ def test_cli_pretrain_and_eval(tmp_path, capsys):
     argv += ["--batch-size", "4", "--steps", "4", "--val-every", "2", "--val-windows", "4", "--val-region", "c1:1-640"]
     assert main(argv) == 0
     assert "wrote" in capsys.readouterr().out
-    assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "training.json"}
+    assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "training.json", "resume.pt"}
     res_path = tmp_path / "eval.json"
     argv = ["pretrain-eval", "--weights", str(out), "--fasta", fasta, "--region", "c1:1-640", "--windows", "4"]
     assert main([*argv, "--k", "1", "--json", str(res_path)]) == 0

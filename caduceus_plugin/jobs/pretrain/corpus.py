@@ -9,6 +9,9 @@ are skipped.
 Masking (BERT recipe, spec §5.1): 15 % of the A/C/G/T positions are selected ([PAD] is never selected); of those
 80 % become ``[MASK]``, 10 % a random nucleotide (A/C/G/T; the authors draw from the whole 12-token vocabulary) and
 10 % stay unchanged. The loss is the cross-entropy over the selected positions only.
+
+Next-token prediction (the causal models of the ablations): the input is the window itself and position ``i`` is
+scored on the base at ``i + 1`` (:func:`next_token_labels`); [PAD] targets and the last position do not count.
 """
 
 from __future__ import annotations
@@ -166,6 +169,15 @@ def mask_tokens(
     return inputs, labels
 
 
+def next_token_labels(ids: torch.Tensor) -> torch.Tensor:
+    """Next-token targets of ``ids`` (b, l) long: ``labels[:, i] = ids[:, i + 1]`` where that is A/C/G/T, else
+    :data:`IGNORE_INDEX` (and always at the last position)."""
+    labels = torch.full_like(ids, IGNORE_INDEX)
+    nxt = ids[:, 1:]
+    labels[:, :-1] = torch.where((nxt >= A_ID) & (nxt <= T_ID), nxt, torch.full_like(nxt, IGNORE_INDEX))
+    return labels
+
+
 @dataclass
 class MaskedSet:
     """Fixed validation windows with their corruption: ``ids`` original, ``inputs`` corrupted, ``labels``."""
@@ -180,6 +192,12 @@ class MaskedSet:
         gen = torch.Generator().manual_seed(seed)
         inputs, labels = mask_tokens(ids, gen, mask_prob=mask_prob)
         return cls(ids, inputs, labels)
+
+    @classmethod
+    def next_token(cls, windows: np.ndarray) -> MaskedSet:
+        """The same windows for next-token prediction: inputs uncorrupted, labels from :func:`next_token_labels`."""
+        ids = torch.from_numpy(np.asarray(windows, dtype=np.int64))
+        return cls(ids, ids.clone(), next_token_labels(ids))
 
     @property
     def n_masked(self) -> int:

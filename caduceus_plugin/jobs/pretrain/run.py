@@ -4,10 +4,15 @@ The corpus (contigs as token ids, the held-out validation region, training windo
 :mod:`.corpus`, the unigram and k-mer count baselines in :mod:`.baselines`.
 
 Caduceus-PS is RC-equivariant and trains without RC augmentation; Caduceus-Ph windows are reverse-complemented
-with probability 0.5. AdamW (betas 0.9/0.95, weight decay on matrices only), linear warm-up then cosine decay,
+with probability 0.5. The paper's pre-training ablations are options of the same loop: untied BiMamba
+(``weight_tie=False``), uni-directional Mamba (``bidirectional=False``), next-token prediction (``objective="ntp"``,
+for the causal models: uni-directional Mamba and HyenaDNA, ``arch="hyenadna"``). AdamW (betas 0.9/0.95, weight decay on matrices only), linear warm-up then cosine decay,
 gradient clipping, periodic validation on a fixed set of masked windows, checkpoints written with
 :func:`caduceus_plugin.models.caduceus.checkpoint.save_pretrained` (atomic). Everything is seeded: the same
-arguments on the same machine give the same weights.
+arguments on the same machine give the same weights. At every validation the full training state (weights,
+optimizer, the data and masking generators) is written atomically to ``OUT/resume.pt``, so a run that was stopped
+(``stop_at_step``, ``max_minutes``, Ctrl-C or SIGKILL) continues with ``resume=True`` and ends with the same weights
+as an uninterrupted run.
 
 Evaluation (:func:`evaluate_windows`) reports, on the same masked positions, the model's MLM loss and masked-token
 accuracy and the two count baselines (unigram and k-mer; the k-mer baseline sees the true neighbouring bases even
@@ -33,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from caduceus_plugin.errors import InputError
-from caduceus_plugin.fileio import atomic_write_json
+from caduceus_plugin.fileio import atomic_write, atomic_write_json
 from caduceus_plugin.genome import Region, parse_region
 from caduceus_plugin.jobs.pretrain.baselines import KmerModel, baseline_metrics, unigram_counts
 from caduceus_plugin.jobs.pretrain.corpus import (
@@ -42,6 +47,7 @@ from caduceus_plugin.jobs.pretrain.corpus import (
     WindowSampler,
     load_fasta,
     mask_tokens,
+    next_token_labels,
     split_genome,
     tile_windows,
 )
@@ -54,30 +60,43 @@ NUC_IDS = (A_ID, A_ID + 1, A_ID + 2, T_ID)  # A C G T
 # evaluation
 
 
+def lm_logits(model: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """Logits (b, l, vocab) float32 of a Caduceus MLM (``.logits``) or of a model that returns the tensor."""
+    out = model(inputs)
+    return (out if isinstance(out, torch.Tensor) else out.logits).float()
+
+
 @torch.no_grad()
-def model_metrics(model: torch.nn.Module, data: MaskedSet, batch_size: int = 16) -> dict[str, float]:
-    """Metrics of ``model`` on the selected positions of ``data``.
+def model_metrics(model: torch.nn.Module, data: MaskedSet, batch_size: int = 16) -> dict[str, Any]:
+    """Metrics of ``model`` on the selected positions of ``data`` (masked positions, or next tokens).
 
     ``loss``: MLM cross-entropy over the full vocabulary (nats, the training objective); ``nuc_loss``: the same
     renormalised over A/C/G/T (comparable with the baselines); ``accuracy``: argmax over A/C/G/T equals the
     original base; ``accuracy_mask_only`` / ``nuc_loss_mask_only``: the same on the positions whose input was
-    ``[MASK]`` (80 %), where the model cannot see the base.
+    ``[MASK]`` (80 %), where the model cannot see the base; ``window_nuc_loss``: ``nuc_loss`` of each window
+    (a list, NaN for a window without selected positions), for intervals paired over windows.
     """
     was_training = model.training
     model.eval()
     sums = dict.fromkeys(("loss", "nuc_loss", "correct", "nuc_loss_m", "correct_m", "n", "n_m"), 0.0)
     nuc = torch.tensor(NUC_IDS)
+    window_loss: list[float] = []
     try:
         for i in range(0, len(data.inputs), batch_size):
             inputs, labels = data.inputs[i : i + batch_size], data.labels[i : i + batch_size]
             sel = labels != IGNORE_INDEX
             if not sel.any():
+                window_loss += [math.nan] * len(inputs)
                 continue
-            logits = model(inputs).logits.float()[sel]  # (m, vocab)
+            logits = lm_logits(model, inputs)[sel]  # (m, vocab)
             target = labels[sel]
             is_mask = inputs[sel] == MASK_ID
             nuc_logits = logits[:, nuc]
             nuc_ce = F.cross_entropy(nuc_logits, target - A_ID, reduction="none")
+            row = sel.nonzero()[:, 0]  # window (within the batch) of each selected position
+            per_sum = torch.zeros(len(inputs), dtype=torch.float64).index_add_(0, row, nuc_ce.double())
+            per_n = torch.bincount(row, minlength=len(inputs)).double()
+            window_loss += (per_sum / per_n).tolist()
             hit = (nuc_logits.argmax(-1) == target - A_ID).double()
             sums["loss"] += F.cross_entropy(logits, target, reduction="sum").item()
             sums["nuc_loss"] += nuc_ce.sum().item()
@@ -99,6 +118,7 @@ def model_metrics(model: torch.nn.Module, data: MaskedSet, batch_size: int = 16)
         "accuracy_mask_only": sums["correct_m"] / n_m,
         "n_masked": int(n),
         "n_mask_token": int(sums["n_m"]),
+        "window_nuc_loss": window_loss,
     }
 
 
@@ -136,7 +156,13 @@ def evaluate_windows(
 
 @dataclass
 class PretrainConfig:
-    """Arguments of :func:`pretrain` (the CLI's flags)."""
+    """Arguments of :func:`pretrain` (the CLI's flags).
+
+    ``arch``/``objective``/``bidirectional``/``weight_tie`` select the model of the paper's ablations;
+    ``rc_augment`` defaults to "not RC-equivariant" (Ph and the causal models get it, PS does not).
+    ``resume``, ``stop_at_step`` and ``max_minutes`` let one schedule of ``steps`` run over several sittings; they
+    are not part of the run's identity (a resumed run checks that everything else matches).
+    """
 
     fasta: str
     out: str
@@ -159,7 +185,25 @@ class PretrainConfig:
     max_n_frac: float = 0.5
     seed: int = 0
     threads: int = 1
+    arch: str = "caduceus"
+    objective: str = "mlm"
+    bidirectional: bool = True
+    weight_tie: bool = True
+    rc_augment: bool | None = None
+    resume: bool = False
+    stop_at_step: int | None = None
+    max_minutes: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    #: Fields that may differ between the sittings of one run.
+    SITTING_FIELDS = ("threads", "resume", "stop_at_step", "max_minutes", "out", "fasta")
+
+    @property
+    def augment(self) -> bool:
+        """Whether training windows are reverse-complemented with probability 0.5."""
+        if self.rc_augment is not None:
+            return self.rc_augment
+        return not (self.arch == "caduceus" and self.rcps)
 
     def validate(self) -> None:
         for name in ("d_model", "n_layer", "seq_len", "batch_size", "steps", "val_windows", "val_every", "threads"):
@@ -169,6 +213,27 @@ class PretrainConfig:
             raise InputError(f"--lr must be positive, got {self.lr}")
         if not 0 < self.mask_prob < 1:
             raise InputError(f"mask probability must be in (0, 1), got {self.mask_prob}")
+        if self.arch not in ("caduceus", "hyenadna"):
+            raise InputError(f"--arch must be caduceus or hyenadna, got {self.arch!r}")
+        if self.objective not in ("mlm", "ntp"):
+            raise InputError(f"--objective must be mlm or ntp, got {self.objective!r}")
+        if self.arch == "hyenadna" and self.objective != "ntp":
+            raise InputError("HyenaDNA is causal: use --objective ntp with --arch hyenadna")
+        if self.arch == "caduceus" and self.objective == "ntp" and (self.bidirectional or self.rcps):
+            raise InputError(
+                "next-token prediction needs a causal model: add --no-bidirectional --no-rcps "
+                "(a bi-directional or RC-equivariant model sees the token it predicts)"
+            )
+        if self.stop_at_step is not None and self.stop_at_step < 1:
+            raise InputError(f"--stop-at-step must be a positive integer, got {self.stop_at_step}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise InputError(f"--max-minutes must be positive, got {self.max_minutes}")
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that define the run (everything but :attr:`SITTING_FIELDS`), JSON-ready."""
+        d = dataclasses.asdict(self)
+        d["betas"] = list(d["betas"])
+        return {k: v for k, v in d.items() if k not in self.SITTING_FIELDS}
 
 
 def lr_at(step: int, total: int, lr: float, warmup_frac: float = 0.1, min_lr_ratio: float = 0.05) -> float:
@@ -209,13 +274,67 @@ def limited_threads(threads: int) -> Iterator[None]:
         numba.set_num_threads(old_numba)
 
 
+def build_model(cfg: PretrainConfig) -> torch.nn.Module:
+    """The freshly initialised language model ``cfg`` describes (seed the RNG first)."""
+    if cfg.arch == "hyenadna":
+        from caduceus_plugin.models.hyenadna import HyenaDNAConfig, HyenaDNAForCausalLM
+
+        # no dropout, as for the Caduceus models it is compared with
+        return HyenaDNAForCausalLM(
+            HyenaDNAConfig(d_model=cfg.d_model, n_layer=cfg.n_layer, l_max=cfg.seq_len, embed_dropout=0.0)
+        )
+    from caduceus_plugin.models.caduceus.config import CaduceusConfig
+    from caduceus_plugin.models.caduceus.modeling import CaduceusForMaskedLM
+
+    mcfg = CaduceusConfig(
+        d_model=cfg.d_model,
+        n_layer=cfg.n_layer,
+        rcps=cfg.rcps,
+        bidirectional=cfg.bidirectional,
+        bidirectional_weight_tie=cfg.weight_tie,
+        pad_token_id=PAD_ID,
+        extra={"seq_len": cfg.seq_len, **cfg.extra},
+    )
+    model = CaduceusForMaskedLM(mcfg)
+    model.backbone.gradient_checkpointing = False  # small models: memory is not the limit, speed is
+    return model
+
+
+def model_variant(cfg: PretrainConfig) -> str:
+    """A readable name of the model ``cfg`` trains, e.g. ``Caduceus-PS``, ``Mamba (uni-directional)``."""
+    if cfg.arch == "hyenadna":
+        return "HyenaDNA"
+    if not cfg.bidirectional:
+        return "Mamba (uni-directional)" + (", RCPS" if cfg.rcps else "")
+    name = "Caduceus-PS" if cfg.rcps else "Caduceus-Ph"
+    return name + ("" if cfg.weight_tie else " (untied BiMamba)")
+
+
+def save_model(model: torch.nn.Module, out: Path) -> None:
+    """Weights and config in the model's released layout (atomic)."""
+    if hasattr(model, "hyena"):
+        from caduceus_plugin.models.hyenadna.checkpoint import save_pretrained as save_hyena
+
+        save_hyena(model.hyena, out)
+    else:
+        from caduceus_plugin.models.caduceus.checkpoint import save_pretrained
+
+        save_pretrained(model, out)  # type: ignore[arg-type]
+
+
+def heldout_set(windows: np.ndarray, objective: str, seed: int, mask_prob: float = 0.15) -> MaskedSet:
+    """The fixed evaluation set of an objective: masked windows (``mlm``) or next-token targets (``ntp``)."""
+    return MaskedSet.next_token(windows) if objective == "ntp" else MaskedSet.build(windows, seed, mask_prob)
+
+
 def pretrain(
     cfg: PretrainConfig,
     genome: dict[str, np.ndarray] | None = None,
     log: Callable[[str], None] | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Train a Caduceus MLM from scratch; writes ``cfg.out`` (config.json, model.safetensors, training.json).
+    """Train a language model from scratch; writes ``cfg.out`` (config.json, model.safetensors, training.json,
+    resume.pt).
 
     Args:
         cfg: the run's settings.
@@ -224,7 +343,10 @@ def pretrain(
         progress: show a tqdm progress bar.
 
     Returns:
-        the ``training.json`` contents.
+        the ``training.json`` contents (``"complete": False`` when the run stopped before ``cfg.steps``).
+
+    Raises:
+        InputError: bad settings; ``resume`` with a state from different settings.
     """
 
     cfg.validate()
@@ -234,52 +356,80 @@ def pretrain(
         return _pretrain(cfg, genome, log or (lambda s: None), progress)
 
 
+RESUME_FILE = "resume.pt"
+
+
+def _save_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, sampler: WindowSampler,
+                mask_gen: torch.Generator, loop: dict[str, Any], info: dict[str, Any]) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "sampler_rng": sampler.rng.bit_generator.state,
+        "mask_gen": mask_gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "loop": loop,
+        "info": info,
+    }
+    atomic_write(path, lambda p: torch.save(state, p))
+
+
+def _load_state(path: Path, cfg: PretrainConfig) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        saved = state["info"]["settings"]
+    except Exception as exc:  # a truncated or foreign file: say so, never train over it silently
+        raise InputError(f"--resume: cannot read {path} ({type(exc).__name__}); delete it to start afresh") from None
+    now = cfg.identity()
+    diff = [k for k in sorted(set(now) | set(saved)) if k not in cfg.SITTING_FIELDS and saved.get(k) != now.get(k)]
+    if diff:
+        k = diff[0]
+        raise InputError(
+            f"--resume: {path.parent} was trained with {k}={saved.get(k)!r}, now {now.get(k)!r}; "
+            "use the same settings or a new --out"
+        )
+    return state
+
+
 def _pretrain(
     cfg: PretrainConfig, genome: dict[str, np.ndarray] | None, log: Callable[[str], None], progress: bool
 ) -> dict[str, Any]:
-    from caduceus_plugin.models.caduceus.checkpoint import save_pretrained
-    from caduceus_plugin.models.caduceus.config import CaduceusConfig
-    from caduceus_plugin.models.caduceus.modeling import CaduceusForMaskedLM
-
     t_load = time.time()
+    out = Path(cfg.out)
+    state = None
+    if cfg.resume and (out / RESUME_FILE).exists():
+        state = _load_state(out / RESUME_FILE, cfg)
+    elif not cfg.resume and (out / RESUME_FILE).exists():
+        raise InputError(f"{out} holds an unfinished or finished run ({RESUME_FILE}); add --resume or use a new --out")
     if genome is None:
         genome = load_fasta(cfg.fasta)
     split = split_genome(genome, parse_region(cfg.val_region) if cfg.val_region else None, cfg.seq_len)
     val_windows = tile_windows(split.val_ids(), cfg.seq_len, cfg.val_windows)
     if len(val_windows) == 0:
         raise InputError(f"validation region {split.val_region} has no window of {cfg.seq_len} bp that is mostly ACGT")
-    val_set = MaskedSet.build(val_windows, cfg.seed + 1, cfg.mask_prob)
+    val_set = heldout_set(val_windows, cfg.objective, cfg.seed + 1, cfg.mask_prob)
     unigram = unigram_counts(split.train_ids())
     base = baseline_metrics(val_set, unigram)["unigram"]
     log(
         f"data: {sum(map(len, genome.values())):,} bp in {len(genome)} contig(s); train {split.train_bases:,} bp; "
-        f"validation {split.val_region} ({len(val_windows)} windows, {val_set.n_masked:,} masked); "
+        f"validation {split.val_region} ({len(val_windows)} windows, {val_set.n_masked:,} scored positions); "
         f"loaded in {time.time() - t_load:.1f} s"
     )
 
     torch.manual_seed(cfg.seed)
-    mcfg = CaduceusConfig(
-        d_model=cfg.d_model,
-        n_layer=cfg.n_layer,
-        rcps=cfg.rcps,
-        pad_token_id=PAD_ID,
-        extra={"seq_len": cfg.seq_len, **cfg.extra},
-    )
-    model = CaduceusForMaskedLM(mcfg)
-    model.backbone.gradient_checkpointing = False  # small models: memory is not the limit, speed is
+    model = build_model(cfg)
     model.train()
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
     sampler = WindowSampler(split, cfg.seq_len, np.random.default_rng(cfg.seed), cfg.max_n_frac)
     mask_gen = torch.Generator().manual_seed(cfg.seed + 2)
-    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
 
     info: dict[str, Any] = {
-        "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "extra"},
+        "settings": cfg.identity(),
         "model": {
-            "variant": "Caduceus-PS" if cfg.rcps else "Caduceus-Ph",
+            "variant": model_variant(cfg),
             "parameters": model.num_parameters(),
-            "rc_augmentation": not cfg.rcps,
+            "rc_augmentation": cfg.augment,
+            "objective": cfg.objective,
         },
         "data": {
             "fasta": str(cfg.fasta),
@@ -298,7 +448,9 @@ def _pretrain(
             "random_nucleotide": 0.1,
             "unchanged": 0.1,
             "N": "[PAD], never masked",
-        },
+        }
+        if cfg.objective == "mlm"
+        else {"next_token": "position i scores the base at i + 1; [PAD] targets not scored"},
         "environment": {
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -307,62 +459,88 @@ def _pretrain(
         },
         "val_unigram": base,
         "history": [],
+        "sittings": [],
+        "complete": False,
     }
+    loop: dict[str, Any] = {"step": 0, "tokens": 0, "running": 0.0, "n_running": 0, "elapsed": 0.0}
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sampler.rng.bit_generator.state = state["sampler_rng"]
+        mask_gen.set_state(state["mask_gen"])
+        torch.set_rng_state(state["torch_rng"])
+        loop, info = state["loop"], state["info"]
+        info["environment"]["threads"] = cfg.threads
+        log(f"resuming {out} at step {loop['step']}/{cfg.steps} ({loop['tokens']:,} tokens)")
+    else:
+        m0 = model_metrics(model, val_set)
+        info["initial"] = {"val_loss": m0["loss"], "val_nuc_loss": m0["nuc_loss"], "val_accuracy": m0["accuracy"]}
+        log(f"step 0: val loss {m0['loss']:.4f}, val acc {m0['accuracy']:.4f} (unigram {base['accuracy']:.4f})")
+    info["sittings"].append({"from_step": loop["step"], "threads": cfg.threads})
 
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=cfg.steps, unit="step", file=sys.stderr)
-    m0 = model_metrics(model, val_set)
-    info["initial"] = {"val_loss": m0["loss"], "val_nuc_loss": m0["nuc_loss"], "val_accuracy": m0["accuracy"]}
-    log(f"step 0: val loss {m0['loss']:.4f}, val acc {m0['accuracy']:.4f} (unigram {base['accuracy']:.4f})")
-    t0 = time.time()
-    running, n_running = 0.0, 0
-    tokens = 0
-    for step in range(cfg.steps):
+        bar = tqdm(total=cfg.steps, initial=loop["step"], unit="step", file=sys.stderr)
+    t0, elapsed0 = time.time(), loop["elapsed"]
+    stop = min(cfg.steps, cfg.stop_at_step or cfg.steps)
+    while loop["step"] < stop:
+        step = loop["step"]
         lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup_frac, cfg.min_lr_ratio)
         for g in opt.param_groups:
             g["lr"] = lr
-        batch = torch.from_numpy(sampler.batch(cfg.batch_size, rc_augment=not cfg.rcps).astype(np.int64))
-        inputs, labels = mask_tokens(batch, mask_gen, cfg.mask_prob)
-        loss = model(inputs, labels=labels, ignore_index=IGNORE_INDEX).loss
+        batch = torch.from_numpy(sampler.batch(cfg.batch_size, rc_augment=cfg.augment).astype(np.int64))
+        if cfg.objective == "ntp":
+            inputs, labels = batch, next_token_labels(batch)
+        else:
+            inputs, labels = mask_tokens(batch, mask_gen, cfg.mask_prob)
+        logits = lm_logits(model, inputs)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at step {step + 1}; lower --lr")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        tokens += batch.numel()
-        running += loss.item()
-        n_running += 1
+        loop["step"] = step + 1
+        loop["tokens"] += batch.numel()
+        loop["running"] += loss.item()
+        loop["n_running"] += 1
+        loop["elapsed"] = elapsed0 + time.time() - t0
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.1e}")
-        if (step + 1) % cfg.val_every == 0 or step + 1 == cfg.steps:
+        out_of_time = cfg.max_minutes is not None and time.time() - t0 >= 60 * cfg.max_minutes
+        if loop["step"] % cfg.val_every == 0 or loop["step"] == cfg.steps or loop["step"] == stop or out_of_time:
             m = model_metrics(model, val_set)
             rec = {
-                "step": step + 1,
+                "step": loop["step"],
                 "lr": lr,
-                "train_loss": running / n_running,
+                "train_loss": loop["running"] / max(loop["n_running"], 1),
                 "grad_norm": float(gnorm),
                 "val_loss": m["loss"],
                 "val_nuc_loss": m["nuc_loss"],
                 "val_accuracy": m["accuracy"],
-                "tokens_seen": tokens,
-                "elapsed_s": round(time.time() - t0, 1),
+                "tokens_seen": loop["tokens"],
+                "elapsed_s": round(loop["elapsed"], 1),
             }
             info["history"].append(rec)
-            running, n_running = 0.0, 0
-            save_pretrained(model, out)
+            loop["running"], loop["n_running"] = 0.0, 0
             info["final"] = rec
+            info["final_window_nuc_loss"] = m["window_nuc_loss"]
             info["wall_time_s"] = rec["elapsed_s"]
+            info["complete"] = loop["step"] == cfg.steps
+            save_model(model, out)
             atomic_write_json(out / "training.json", info)
+            _save_state(out / RESUME_FILE, model, opt, sampler, mask_gen, loop, info)
             log(
-                f"step {step + 1}/{cfg.steps}: train loss {rec['train_loss']:.4f}, val loss {m['loss']:.4f}, "
-                f"val acc {m['accuracy']:.4f} (unigram {base['accuracy']:.4f}), {tokens:,} tokens, "
+                f"step {loop['step']}/{cfg.steps}: train loss {rec['train_loss']:.4f}, val loss {m['loss']:.4f}, "
+                f"val acc {m['accuracy']:.4f} (unigram {base['accuracy']:.4f}), {loop['tokens']:,} tokens, "
                 f"{rec['elapsed_s']:.0f} s"
             )
+            if out_of_time:
+                break
     if bar is not None:
         bar.close()
     return info

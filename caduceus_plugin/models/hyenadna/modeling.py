@@ -36,7 +36,7 @@ from caduceus_plugin.errors import InputError
 from caduceus_plugin.models.hyenadna.config import HyenaDNAConfig
 from caduceus_plugin.ops.fftconv import fftconv_fn
 
-__all__ = ["HyenaDNA"]
+__all__ = ["HyenaDNA", "HyenaDNAForCausalLM"]
 
 # blocks
 
@@ -267,3 +267,25 @@ class HyenaDNA(nn.Module):
         if include_pos_emb:
             n += sum(layer.mixer.filter_fn.pos_emb.z.numel() for layer in self.backbone.layers)  # type: ignore[union-attr]
         return n
+
+
+class HyenaDNAForCausalLM(nn.Module):
+    """HyenaDNA backbone + next-token head tied to the token embedding (the ``-hf`` ``HyenaDNAForCausalLM``).
+
+    ``input_ids`` (b, l) -> ``logits`` (b, l, padded vocab) float32, where position ``i`` scores the token at
+    ``i + 1`` (the backbone is causal). Used by next-token pre-training (``caduceus pretrain --arch hyenadna``).
+    """
+
+    def __init__(self, config: HyenaDNAConfig, device: torch.device | str | None = None, dtype: Any = None):
+        super().__init__()
+        self.config = config
+        self.hyena = HyenaDNA(config, device=device, dtype=dtype)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Next-token logits (b, l, vocab) for token ids (b, l); the head is the embedding matrix (tied)."""
+        hidden = self.hyena(input_ids)
+        return F.linear(hidden, self.hyena.backbone.embeddings.word_embeddings.weight).float()
+
+    def num_parameters(self) -> int:
+        """Trainable parameters (the tied head adds none)."""
+        return self.hyena.num_parameters()
