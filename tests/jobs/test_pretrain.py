@@ -241,7 +241,7 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tmp_path):
     assert [s["from_step"] for s in info["sittings"]] == [0, 3]
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     assert (whole / "model.safetensors").read_bytes() == (parts / "model.safetensors").read_bytes()
-    with pytest.raises(InputError, match="lr=0.01, now 0.02"):
+    with pytest.raises(InputError, match=r"lr=0\.01, now 0\.02"):
         _tiny_run(tmp_path, "parts", steps=8, val_every=2, rcps=False, resume=True, lr=2e-2)
     (parts / "resume.pt").write_bytes(b"truncated")
     with pytest.raises(InputError, match="cannot read"):

@@ -6,8 +6,9 @@ The corpus (contigs as token ids, the held-out validation region, training windo
 Caduceus-PS is RC-equivariant and trains without RC augmentation; Caduceus-Ph windows are reverse-complemented
 with probability 0.5. The paper's pre-training ablations are options of the same loop: untied BiMamba
 (``weight_tie=False``), uni-directional Mamba (``bidirectional=False``), next-token prediction (``objective="ntp"``,
-for the causal models: uni-directional Mamba and HyenaDNA, ``arch="hyenadna"``). AdamW (betas 0.9/0.95, weight decay on matrices only), linear warm-up then cosine decay,
-gradient clipping, periodic validation on a fixed set of masked windows, checkpoints written with
+for the causal models: uni-directional Mamba and HyenaDNA, ``arch="hyenadna"``).
+
+AdamW (betas 0.9/0.95, weight decay on matrices only), linear warm-up then cosine decay, gradient clipping, periodic validation on a fixed set of masked windows, checkpoints written with
 :func:`caduceus_plugin.models.caduceus.checkpoint.save_pretrained` (atomic). Everything is seeded: the same
 arguments on the same machine give the same weights. At every validation the full training state (weights,
 optimizer, the data and masking generators) is written atomically to ``OUT/resume.pt``, so a run that was stopped
