@@ -51,14 +51,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=_positive_int, default=1, help="CPU threads (default 1)")
     a = p.add_argument_group("ablations (the paper's Fig. 3)")
     a.add_argument("--arch", choices=("caduceus", "hyenadna"), default="caduceus", help="model family")
-    a.add_argument("--objective", choices=("mlm", "ntp"), default="mlm",
-                   help="masked LM (default) or next-token prediction (causal models only)")
-    a.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=True,
-                   help="BiMamba (default) or uni-directional Mamba")
-    a.add_argument("--weight-tie", action=argparse.BooleanOptionalAction, default=True,
-                   help="share BiMamba's in/out projections between directions (default)")
-    a.add_argument("--rc-augment", action=argparse.BooleanOptionalAction, default=None,
-                   help="reverse-complement half the training windows (default: only models that are not PS)")
+    a.add_argument(
+        "--objective",
+        choices=("mlm", "ntp"),
+        default="mlm",
+        help="masked LM (default) or next-token prediction (causal models only)",
+    )
+    a.add_argument(
+        "--bidirectional",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="BiMamba (default) or uni-directional Mamba",
+    )
+    a.add_argument(
+        "--weight-tie",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="share BiMamba's in/out projections between directions (default)",
+    )
+    a.add_argument(
+        "--rc-augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="reverse-complement half the training windows (default: only models that are not PS)",
+    )
     s_ = p.add_argument_group("sittings (one schedule over several runs)")
     s_.add_argument("--resume", action="store_true", help="continue the run in OUT from its last checkpoint")
     s_.add_argument("--stop-at-step", type=_positive_int, help="stop (with a checkpoint) after this step")

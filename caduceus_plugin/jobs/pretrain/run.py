@@ -8,7 +8,8 @@ with probability 0.5. The paper's pre-training ablations are options of the same
 (``weight_tie=False``), uni-directional Mamba (``bidirectional=False``), next-token prediction (``objective="ntp"``,
 for the causal models: uni-directional Mamba and HyenaDNA, ``arch="hyenadna"``).
 
-AdamW (betas 0.9/0.95, weight decay on matrices only), linear warm-up then cosine decay, gradient clipping, periodic validation on a fixed set of masked windows, checkpoints written with
+AdamW (betas 0.9/0.95, weight decay on matrices only), linear warm-up then cosine decay, gradient clipping,
+periodic validation on a fixed set of masked windows, checkpoints written with
 :func:`caduceus_plugin.models.caduceus.checkpoint.save_pretrained` (atomic). Everything is seeded: the same
 arguments on the same machine give the same weights. At every validation the full training state (weights,
 optimizer, the data and masking generators) is written atomically to ``OUT/resume.pt``, so a run that was stopped
@@ -360,8 +361,15 @@ def pretrain(
 RESUME_FILE = "resume.pt"
 
 
-def _save_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, sampler: WindowSampler,
-                mask_gen: torch.Generator, loop: dict[str, Any], info: dict[str, Any]) -> None:
+def _save_state(
+    path: Path,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    sampler: WindowSampler,
+    mask_gen: torch.Generator,
+    loop: dict[str, Any],
+    info: dict[str, Any],
+) -> None:
     state = {
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
