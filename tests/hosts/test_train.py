@@ -135,6 +135,14 @@ def test_bf16_mixed_precision_trains_through_caduceus_train(tmp_path: Path, real
     assert "bf16" in (out.stdout + out.stderr)  # Lightning reports the precision it uses
     summary = json.loads((run / "metrics.json").read_text())
     assert 0.0 <= summary["metrics"]["auroc"] <= 1.0
+    # the per-example test predictions behind bench_compare.csv's intervals give back the reported metric
+    import numpy as np
+
+    from caduceus_plugin.data.stats import auroc
+
+    with np.load(run / "test_predictions.npz") as z:
+        assert z["scores"].shape == z["labels"].shape and len(z["labels"]) > 0
+        assert auroc(z["labels"], z["scores"]) == pytest.approx(summary["metrics"]["auroc"], abs=1e-4)
 
 
 @pytest.mark.slow

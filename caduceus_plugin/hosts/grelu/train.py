@@ -11,7 +11,8 @@ training runs a ``pytorch_lightning.Trainer`` built from the ``trainer`` group (
 ``strategy=ddp``, ``precision``, ...), with a progress bar, early stopping on the validation loss and the best
 checkpoint restored. The run directory receives ``model.ckpt`` (a gReLU checkpoint: reload with
 ``LightningModel.load_from_checkpoint(path, weights_only=False)`` after ``import caduceus_plugin``, or pass it to
-``caduceus predict --weights``) and ``metrics.json`` (test metrics).
+``caduceus predict --weights``), ``metrics.json`` (test metrics) and ``test_predictions.npz`` (``labels`` and
+``scores`` of every test example, in the test split's fixed order, for paired intervals between models).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import sys
 import warnings
 from pathlib import Path
 from typing import Any
+
+#: Per-example test predictions of a run (``labels``, ``scores``), beside ``metrics.json``.
+PREDICTIONS_FILE = "test_predictions.npz"
 
 #: Add this to another Hydra app's search path to compose our groups (``model/`` etc.).
 CONFIG_SEARCH_PATH = "pkg://caduceus_plugin.hosts.grelu.conf"
@@ -108,7 +112,7 @@ def run(cfg: Any) -> dict[str, Any]:
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
 
-    from caduceus_plugin.fileio import atomic_write_text
+    from caduceus_plugin.fileio import atomic_write, atomic_write_text
 
     for pattern in (".*LeafSpec.*", ".*does not have many workers.*", ".*smaller than the logging interval.*"):
         warnings.filterwarnings("ignore", message=pattern)  # Lightning's advice, not the user's problem
@@ -141,7 +145,12 @@ def run(cfg: Any) -> dict[str, Any]:
         state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
         model.load_state_dict(state)
     model.data_params["test"] = dict(model._get_dataset_attrs(splits["test"]))
-    metrics = evaluate(model, loaders["test"], task) if trainer.is_global_zero else {}
+    metrics: dict[str, float] = {}
+    if trainer.is_global_zero:
+        from caduceus_plugin.data import compute_metrics
+
+        test_labels, test_scores = predictions(model, loaders["test"], task)
+        metrics = compute_metrics(task, test_labels, test_scores)
     model.performance["test"] = metrics
     ckpt = out_dir / "model.ckpt"
     trainer.save_checkpoint(str(ckpt))  # every rank takes part (barrier); rank 0 writes, atomically
@@ -151,6 +160,8 @@ def run(cfg: Any) -> dict[str, Any]:
                    "epochs": trainer.current_epoch, "checkpoint": str(ckpt), "world_size": trainer.world_size,
                    "train_seconds": round(train_seconds, 2), "n_train": len(splits["train"]),
                    "seq_len": task.seq_len}
+        # per-example test predictions, in the test split's (fixed) order: paired intervals in caduceus bench
+        atomic_write(out_dir / PREDICTIONS_FILE, lambda p: _save_predictions(p, test_labels, test_scores))
         atomic_write_text(out_dir / "metrics.json", json.dumps(summary, indent=2))
         print(f"test metrics ({cfg.model.name} on {cfg.data.name}, seed {cfg.seed}):")
         for name, value in metrics.items():
@@ -159,12 +170,17 @@ def run(cfg: Any) -> dict[str, Any]:
     return metrics
 
 
-def evaluate(model: Any, loader: Any, task: Any) -> dict[str, float]:
-    """The task's metrics (accuracy, AUROC, MCC; :func:`caduceus_plugin.data.tasks.compute_metrics`) on one process."""
+def _save_predictions(path: str, labels: Any, scores: Any) -> None:
+    import numpy as np
+
+    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to the temporary name
+        np.savez(f, labels=labels, scores=scores)
+
+
+def predictions(model: Any, loader: Any, task: Any) -> tuple[Any, Any]:
+    """Test labels (N,) int and scores (binary: (N,) P(positive); multiclass: (N, C)) in the loader's order."""
     import numpy as np
     import torch
-
-    from caduceus_plugin.data import compute_metrics
 
     model.eval()
     scores, labels = [], []
@@ -173,7 +189,14 @@ def evaluate(model: Any, loader: Any, task: Any) -> dict[str, float]:
             p = model(x.to(model.device))[..., 0].float().cpu().numpy()  # activation applied: probabilities
             scores.append(p[:, 0] if task.kind == "binary" else p)
             labels.append(y[:, 0, 0].numpy() if task.kind == "binary" else y[..., 0].argmax(1).numpy())
-    return compute_metrics(task, np.concatenate(labels).astype(int), np.concatenate(scores))
+    return np.concatenate(labels).astype(int), np.concatenate(scores)
+
+
+def evaluate(model: Any, loader: Any, task: Any) -> dict[str, float]:
+    """The task's metrics (accuracy, AUROC, MCC; :func:`caduceus_plugin.data.tasks.compute_metrics`) on one process."""
+    from caduceus_plugin.data import compute_metrics
+
+    return compute_metrics(task, *predictions(model, loader, task))
 
 
 def main(argv: list[str] | None = None) -> int:

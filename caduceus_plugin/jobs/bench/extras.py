@@ -3,7 +3,9 @@
 * **Zero-shot variant effect** on real 1000 Genomes SNVs (chr20:1–4 Mb, shapeit4-example): the masked-LM log
   likelihood ratio and the embedding distance of :func:`caduceus_plugin.jobs.variants.score_variants`, with the built-in
   pretrained model. No pathogenicity or eQTL labels exist offline, so the section reports score distributions by
-  allele-frequency bin and the runtime, and says so.
+  allele-frequency bin, the runtime, and the AUROC (bootstrap interval) of telling rare (AF < 1 %) from common
+  (AF > 5 %) variants by each score (:func:`rare_vs_common`), a weak proxy for deleteriousness (purifying
+  selection makes damaging alleles rarer, but most rare variants are harmless), and says so.
 * **Compute**: throughput and memory against length, from ``benchmarks/compute.py``'s table: the caller says where
   that table is (``caduceus bench`` looks for ``benchmarks/results/compute.csv`` under the working directory, as a
   checkout of the repository has it; an installed package has no ``benchmarks/`` folder).
@@ -14,11 +16,16 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import Any
 
 from caduceus_plugin.fileio import atomic_write
 from caduceus_plugin.genome import read_vcf, write_vcf
 
 AF_BINS = ((0.0, 0.01), (0.01, 0.05), (0.05, 0.2), (0.2, 0.5), (0.5, 1.01))
+#: Rare and common, for the AUROC of telling them apart (variants in between are left out).
+RARE_MAX_AF, COMMON_MIN_AF = 0.01, 0.05
+#: Scores oriented so that higher means "more likely rare": a lower LLR, a larger |LLR| or embedding change.
+VEP_SCORES = {"-LLR": lambda df: -df["llr"], "|LLR|": lambda df: df["llr"].abs(), "emb_l2": lambda df: df["emb_l2"]}
 #: Where ``caduceus bench`` looks for ``benchmarks/compute.py``'s table: relative, so under the working directory.
 DEFAULT_COMPUTE_CSV = Path("benchmarks", "results", "compute.csv")
 
@@ -31,6 +38,42 @@ def _subset_vcf(src: Path, dest: Path, n: int, contig: str) -> int:
     chosen = [dataclasses.replace(r, chrom=contig) for r in snvs[::step][:n]]
     atomic_write(dest, lambda tmp: write_vcf(tmp, chosen))
     return len(chosen)
+
+
+def rare_vs_common(scored: Any) -> list[dict[str, Any]]:
+    """AUROC with its bootstrap interval of each of :data:`VEP_SCORES` for rare (positive) vs common variants.
+
+    ``scored``: polars DataFrame with ``af``, ``llr`` and ``emb_l2`` (scored variants). Chance is 0.5.
+    """
+    import polars as pl
+
+    from caduceus_plugin.data.stats import bootstrap_auroc
+
+    sub = scored.filter((pl.col("af") < RARE_MAX_AF) | (pl.col("af") > COMMON_MIN_AF))
+    labels = (sub["af"] < RARE_MAX_AF).to_numpy()
+    rows = []
+    for name, fn in VEP_SCORES.items():
+        iv = bootstrap_auroc(labels, fn(sub).to_numpy())
+        rows.append({"score": name, "auroc": iv.estimate, "ci_low": iv.low, "ci_high": iv.high,
+                     "n_rare": int(labels.sum()), "n_common": int((~labels).sum())})
+    return rows
+
+
+def with_af(scores: Any, variants: Any) -> Any:
+    """The scored rows of ``scores`` (``status == "ok"``) joined with the panel's allele frequencies."""
+    import polars as pl
+
+    af = pl.DataFrame({"pos": variants["pos"].tolist(), "ref": variants["ref"].tolist(),
+                       "alt": variants["alt"].tolist(), "af": variants["af"].tolist()})
+    return scores.filter(pl.col("status") == "ok").join(af, on=["pos", "ref", "alt"], how="left")
+
+
+def auroc_lines(rows: list[dict[str, Any]], model: str) -> list[str]:
+    return [f"| {model} | {r['score']} | {r['auroc']:.3f} | [{r['ci_low']:.3f}, {r['ci_high']:.3f}] | "
+            f"{r['n_rare']} / {r['n_common']} |" for r in rows]
+
+
+AUROC_HEADER = ["| model | score | AUROC rare vs common | 95 % interval | rare / common |", "|---|---|---|---|---|"]
 
 
 def vep_section(out: Path, n_variants: int) -> str:
@@ -46,10 +89,7 @@ def vep_section(out: Path, n_variants: int) -> str:
     seconds = time.perf_counter() - t0
     import polars as pl
 
-    v = data.variants
-    af = pl.DataFrame({"pos": v["pos"].tolist(), "ref": v["ref"].tolist(), "alt": v["alt"].tolist(),
-                       "af": v["af"].tolist()})
-    ok = scores.filter(pl.col("status") == "ok").join(af, on=["pos", "ref", "alt"], how="left")
+    ok = with_af(scores, data.variants)
     lines = [
         f"Built-in model `{builtin_weights().name}` on {n} real 1000 Genomes SNVs (every k-th SNV of chr20:1–4 Mb, "
         f"GRCh37; AF from the 300-sample panel): {len(ok)} scored in {seconds:.1f} s "
@@ -66,6 +106,10 @@ def vep_section(out: Path, n_variants: int) -> str:
         if len(sub):
             lines.append(f"| [{lo:g}, {min(hi, 1):g}) | {len(sub)} | {sub['llr'].mean():+.3f} | "
                          f"{sub['llr'].median():+.3f} | {sub['emb_l2'].mean():.4f} |")
+    lines += ["", f"Telling rare (AF < {RARE_MAX_AF:g}) from common (AF > {COMMON_MIN_AF:g}) variants by each score "
+              "(AUROC, chance 0.5; 95 % bootstrap interval within class). A weak proxy: purifying selection makes "
+              "damaging alleles rarer, but most rare variants are harmless, so even a good model scores low here.",
+              "", *AUROC_HEADER, *auroc_lines(rare_vs_common(ok), builtin_weights().name)]
     return "\n".join(lines)
 
 
@@ -101,7 +145,7 @@ def extras(out: Path, quick: bool = False, skip_vep: bool = False,
     sections = {}
     if not skip_vep:
         try:
-            sections["Zero-shot variant effect (1000 Genomes, chr20)"] = vep_section(out, 40 if quick else 400)
+            sections["Zero-shot variant effect (1000 Genomes, chr20)"] = vep_section(out, 40 if quick else 600)
         except (CaduceusError, ImportError, OSError) as err:
             sections["Zero-shot variant effect (1000 Genomes, chr20)"] = f"Not run: {type(err).__name__}: {err}"
     sections["Compute: throughput and memory against length"] = compute_section(Path(compute_csv))

@@ -7,7 +7,9 @@ partial results) into
 
 * ``OUT/bench_runs.csv`` — one row per (task, model, seed): metrics, parameters, epochs, training seconds;
 * ``OUT/bench_summary.csv`` and ``.parquet`` — mean ± sd over seeds (polars);
-* ``OUT/bench_metrics.png`` — the headline metric per task per model (mean ± sd);
+* ``OUT/bench_compare.csv`` — each model's headline metric against HyenaDNA and against chance, with a 95 %
+  interval and a verdict only where the interval excludes 0 (:mod:`caduceus_plugin.jobs.bench.compare`);
+* ``OUT/bench_metrics.png`` — the headline metric per task per model (mean ± sd), chance / majority drawn as lines;
 * ``REPORT`` (Markdown) — the tables, plots, the command, the machine, the paper's published numbers where a task
   matches, the zero-shot variant-effect section and the compute section (from ``benchmarks/compute.py``).
 
@@ -27,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from caduceus_plugin.errors import CaduceusError, InputError
 from caduceus_plugin.fileio import atomic_write
@@ -120,14 +124,23 @@ def write_results(out: Path, rows: list[dict[str, Any]], budget: dict[str, TaskB
     if rows:
         _write_atomic(out / "bench_runs.csv", pl.DataFrame(rows).write_csv())
     summary = summarise(rows)
+    compared: list[dict[str, Any]] = []
+    levels: dict[str, float] = {}
     if len(summary):
+        from caduceus_plugin.jobs.bench import compare
+
         _write_atomic(out / "bench_summary.csv", summary.write_csv())
         atomic_write(out / "bench_summary.parquet", summary.write_parquet)
-        _plot(summary, budget, out / "bench_metrics.png")
-    _write_atomic(report, _report(summary, budget, command, out, report, extras))
+        tasks = {t: budget[t].metric for t in budget if t in set(summary["task"].to_list())}
+        models = list(dict.fromkeys(summary["model"].to_list()))
+        compared = compare.compare(out, tasks, models)
+        levels = compare.chance_levels(out, tasks, models)
+        _write_atomic(out / "bench_compare.csv", compare.to_csv(compared))
+        _plot(summary, budget, out / "bench_metrics.png", levels)
+    _write_atomic(report, _report(summary, budget, command, out, report, extras, compared, levels))
 
 
-def _plot(summary: Any, budget: dict[str, TaskBudget], path: Path) -> None:
+def _plot(summary: Any, budget: dict[str, TaskBudget], path: Path, levels: dict[str, float]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -141,7 +154,11 @@ def _plot(summary: Any, budget: dict[str, TaskBudget], path: Path) -> None:
         names = sub["model"].to_list()
         ax.bar(names, sub[f"{metric}_mean"].to_list(), yerr=sub[f"{metric}_sd"].fill_null(0).to_list(),
                color="#4c72b0", capsize=3)
-        ax.set(title=f"{task} ({metric})", ylim=(0.4 if metric == "auroc" else 0.0, 1.0))
+        if task in levels:
+            what = "chance" if metric == "auroc" else "majority class"
+            ax.axhline(levels[task], color="#c44e52", ls="--", lw=1, label=f"{what} {levels[task]:.2f}")
+            ax.legend(fontsize=7, loc="lower right")
+        ax.set(title=f"{task} ({metric})", ylim=(0.0, 1.0))
         ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
@@ -155,7 +172,7 @@ def _fmt(mean: Any, sd: Any) -> str:
 
 
 def _report(summary: Any, budget: dict[str, TaskBudget], command: str, out: Path, report: Path,
-            extras: dict[str, str]) -> str:
+            extras: dict[str, str], compared: list[dict[str, Any]], levels: dict[str, float]) -> str:
     import torch
 
     rel = os.path.relpath(out, report.parent)
@@ -181,7 +198,7 @@ def _report(summary: Any, budget: dict[str, TaskBudget], command: str, out: Path
             lines.append(f"| {r['task']} | {r['model']} | {r['n_parameters']:,} | {r['n_seeds']} | {vals} | "
                          f"{r['train_seconds']:.0f} |")
         lines.append("")
-    lines += _findings(summary, budget)
+    lines += _findings(compared, budget, levels, rel)
     lines += ["## The paper's numbers where a task matches", ""]
     for task, (what, nums) in PAPER.items():
         if task in budget:
@@ -193,38 +210,38 @@ def _report(summary: Any, budget: dict[str, TaskBudget], command: str, out: Path
     return "\n".join(lines)
 
 
-def _findings(summary: Any, budget: dict[str, TaskBudget]) -> list[str]:
-    """Caduceus-PS/Ph against HyenaDNA (equal parameters) per task on the task's headline metric, said plainly."""
-    if not len(summary):
+def _findings(compared: list[dict[str, Any]], budget: dict[str, TaskBudget], levels: dict[str, float],
+              rel: str) -> list[str]:
+    """What holds, from ``bench_compare.csv``: each model against chance and against HyenaDNA, with its interval."""
+    if not compared:
         return []
-    lines = ["## Caduceus vs HyenaDNA at equal parameters (headline metric, mean ± sd over seeds)", ""]
-    rows = {(r["task"], r["model"]): r for r in summary.iter_rows(named=True)}
-    for task, b in budget.items():
-        hy = rows.get((task, "hyenadna"))
-        if hy is None:
+    lines = ["## What holds (95 % intervals; a verdict only where the interval excludes 0)", "",
+             f"From [`bench_compare.csv`]({rel}/bench_compare.csv). Difference of the headline metric averaged over "
+             "seeds; `chance` rows subtract AUROC 0.5 or, for accuracy, the majority class's share of the test "
+             "examples" + ("" if not levels else " (" + ", ".join(f"{t} {v:.3f}" for t, v in levels.items()) + ")") +
+             ". Method per row: bootstrap over test examples and seeds where the runs saved their test predictions, "
+             "else a t interval over the per-seed differences.", "",
+             "| task | model | vs | metric | difference | 95 % interval | seeds | verdict | method |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in compared:
+        lo, hi = r["ci_low"], r["ci_high"]
+        iv = f"[{lo:+.3f}, {hi:+.3f}]" if np.isfinite(lo) else "–"
+        lines.append(f"| {r['task']} | {r['model']} | {r['baseline']} | {r['metric']} | {r['diff']:+.3f} | {iv} | "
+                     f"{r['n_seeds']} | **{r['verdict']}** | {r['method']} |")
+    lines.append("")
+    for task in budget:
+        above = [r["model"] for r in compared if r["task"] == task and r["baseline"] == "chance"
+                 and r["verdict"] == "better"]
+        vs = [f"{r['model']} {r['verdict']}" for r in compared if r["task"] == task and r["baseline"] == "hyenadna"
+              and r["model"] in ("caduceus_ps", "caduceus_ph")]
+        if not any(r["task"] == task for r in compared):
             continue
-        for model in ("caduceus_ps", "caduceus_ph"):
-            r = rows.get((task, model))
-            if r is None:
-                continue
-            m, s = r[f"{b.metric}_mean"], r[f"{b.metric}_sd"] or 0.0
-            hm, hs = hy[f"{b.metric}_mean"], hy[f"{b.metric}_sd"] or 0.0
-            diff = m - hm
-            if diff >= 0:
-                verdict = "matches or beats"
-            elif -diff <= max(s, hs):
-                verdict = "is within one sd of"
-            else:
-                verdict = "**falls short of**"
-            lines.append(f"- {task} ({b.metric}): {model} {m:.3f} ± {s:.3f} {verdict} HyenaDNA {hm:.3f} ± {hs:.3f} "
-                         f"(difference {diff:+.3f}).")
-    lines += ["", "Read these with the budget above: tens of thousands of training tokens per run, the same for "
-              "every model, no tuning of any one model. Chance is AUROC 0.5; on splice the majority class ('n') "
-              "alone gives accuracy 0.55, so a model at 0.55 has learned nothing yet, and the 16 kbp task's 8 test "
-              "windows make its AUROC very coarse. At this budget the results say more about how fast each "
-              "architecture learns from a few hundred sequences on a CPU than about its ceiling. Caduceus also costs "
-              "several times more compute per token than HyenaDNA at equal parameters (bidirectional, and PS runs "
-              "both strands), which the train-seconds column shows.", ""]
+        lines.append(f"- **{task}**: above chance with an interval that excludes 0: "
+                     f"{', '.join(above) if above else '**no model**'}; Caduceus against HyenaDNA: "
+                     f"{'; '.join(vs) if vs else 'not run'}.")
+    lines += ["", "Read these with the budget above: the same for every model, no tuning of any one model. Caduceus "
+              "also costs several times more compute per token than HyenaDNA at equal parameters (bi-directional, "
+              "and PS runs both strands), which the train-seconds column shows.", ""]
     return lines
 
 

@@ -1,0 +1,147 @@
+"""``bench_compare.csv``: every model's headline metric against a baseline model and against chance, with intervals.
+
+For each task and model, two rows:
+
+* against the baseline model (HyenaDNA by default): the difference of the seed-averaged headline metric,
+  model minus baseline, on the same test examples;
+* against chance (baseline ``chance``): the metric minus its chance level, AUROC 0.5 and, for accuracy, the
+  majority class's share of the test examples (what always predicting the most frequent class scores).
+
+Intervals are 95 %. Where every run saved its test predictions (``test_predictions.npz``, written by the training
+app), the interval is a bootstrap over test examples and seeds together (:func:`caduceus_plugin.data.stats.bootstrap`:
+each replicate redraws the seeds and the examples with replacement and recomputes the metric), so both the finite
+test set and the run-to-run variation are in it. Older runs without predictions fall back to a Student-t interval
+over the per-seed differences (paired by seed), which needs at least 2 seeds and is wide with 3. A verdict is given
+only where the interval excludes 0: ``better`` / ``worse``, else ``no detectable difference``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from caduceus_plugin.data.stats import Interval, auroc, bootstrap, seed_t_interval, verdict
+from caduceus_plugin.hosts.grelu.train import PREDICTIONS_FILE
+
+COLUMNS = ("task", "model", "baseline", "metric", "diff", "ci_low", "ci_high", "n_seeds", "verdict", "method")
+
+
+def headline(metric: str, labels: np.ndarray, scores: np.ndarray) -> float:
+    """``auroc`` (binary) or ``accuracy`` (binary at 0.5, multiclass by argmax) of test ``scores``."""
+    if metric == "auroc":
+        if scores.ndim != 1:
+            raise ValueError("bench_compare computes AUROC for binary tasks only")
+        return auroc(labels, scores)
+    if metric == "accuracy":
+        pred = (scores >= 0.5).astype(int) if scores.ndim == 1 else scores.argmax(-1)
+        return float(np.mean(pred == labels))
+    raise ValueError(f"no interval for metric {metric!r}")
+
+
+def chance_level(metric: str, labels: np.ndarray) -> float:
+    """AUROC 0.5; accuracy of always predicting the most frequent class of ``labels``."""
+    if metric == "auroc":
+        return 0.5
+    return float(np.bincount(labels).max() / len(labels))
+
+
+@dataclass
+class Runs:
+    """The finished runs of one model on one task: headline metric per seed, predictions where saved."""
+
+    metric_by_seed: dict[int, float]
+    predictions: dict[int, tuple[np.ndarray, np.ndarray]]
+
+
+def load_runs(out: Path, task: str, model: str, metric: str) -> Runs:
+    metric_by_seed, preds = {}, {}
+    for path in sorted((out / "runs" / task / model).glob("seed*/metrics.json")):
+        m = json.loads(path.read_text())
+        seed = int(m["seed"])
+        if metric in m["metrics"]:
+            metric_by_seed[seed] = float(m["metrics"][metric])
+        p = path.parent / PREDICTIONS_FILE
+        if p.exists():
+            with np.load(p) as z:
+                preds[seed] = (z["labels"].astype(int), z["scores"].astype(np.float64))
+    return Runs(metric_by_seed, preds)
+
+
+def _interval(metric: str, a: Runs, b: Runs | None, seeds: list[int], seed: int) -> Interval:
+    """Interval of mean-over-seeds metric(a) minus that of ``b`` (``None``: minus the chance level)."""
+    have = all(s in a.predictions for s in seeds) and (b is None or all(s in b.predictions for s in seeds))
+    if have:
+        labels = a.predictions[seeds[0]][0]
+        same = all(np.array_equal(r.predictions[s][0], labels) for r in (a, b) if r is not None for s in seeds)
+        if same:
+            sa = np.stack([a.predictions[s][1] for s in seeds])
+            sb = None if b is None else np.stack([b.predictions[s][1] for s in seeds])
+
+            def stat(si: np.ndarray, ii: np.ndarray) -> float:
+                y = labels[ii]
+                va = np.mean([headline(metric, y, sa[k][ii]) for k in si])
+                vb = chance_level(metric, y) if sb is None else np.mean([headline(metric, y, sb[k][ii]) for k in si])
+                return float(va - vb)
+
+            return bootstrap(stat, len(seeds), len(labels), seed=seed)
+    if b is None:
+        if metric != "auroc":  # the majority level needs the test labels
+            labels = next(iter(a.predictions.values()))[0] if a.predictions else None
+            if labels is None:
+                return Interval(float("nan"), float("nan"), float("nan"), "no test labels saved: rerun the task")
+            level = chance_level(metric, labels)
+        else:
+            level = 0.5
+        return seed_t_interval(np.array([a.metric_by_seed[s] - level for s in seeds]))
+    return seed_t_interval(np.array([a.metric_by_seed[s] - b.metric_by_seed[s] for s in seeds]))
+
+
+def compare(out: Path, tasks: dict[str, str], models: list[str], baseline: str = "hyenadna") -> list[dict[str, Any]]:
+    """Rows of ``bench_compare.csv`` for ``tasks`` (name -> headline metric) and ``models`` with runs in ``out``."""
+    rows = []
+    for t, (task, metric) in enumerate(tasks.items()):
+        runs = {m: load_runs(out, task, m, metric) for m in models}
+        runs = {m: r for m, r in runs.items() if r.metric_by_seed}
+        for j, (model, r) in enumerate(runs.items()):
+            against: list[tuple[str, Runs | None]] = [("chance", None)]
+            if baseline in runs and model != baseline:
+                against.insert(0, (baseline, runs[baseline]))
+            for name, other in against:
+                seeds = sorted(s for s in r.metric_by_seed if other is None or s in other.metric_by_seed)
+                iv = _interval(metric, r, other, seeds, seed=1000 * t + j)
+                v = verdict(iv) if np.isfinite(iv.low) else "no interval"
+                rows.append({"task": task, "model": model, "baseline": name, "metric": metric, "diff": iv.estimate,
+                             "ci_low": iv.low, "ci_high": iv.high, "n_seeds": len(seeds), "verdict": v,
+                             "method": iv.method})  # fmt: skip
+    return rows
+
+
+def chance_levels(out: Path, tasks: dict[str, str], models: list[str]) -> dict[str, float]:
+    """The chance level of each task's headline metric (majority share from any run's saved test labels)."""
+    levels = {}
+    for task, metric in tasks.items():
+        if metric == "auroc":
+            levels[task] = 0.5
+            continue
+        for m in models:
+            r = load_runs(out, task, m, metric)
+            if r.predictions:
+                levels[task] = chance_level(metric, next(iter(r.predictions.values()))[0])
+                break
+    return levels
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+    return buf.getvalue()
