@@ -28,6 +28,7 @@ from caduceus_plugin.data.tasks import (
     promoter_chr20,
     splice,
     to_grelu_datasets,
+    tss_context_chr20,
     variants_1kg_chr20,
 )
 
@@ -54,5 +55,6 @@ __all__ = [
     "promoter_chr20",
     "splice",
     "to_grelu_datasets",
+    "tss_context_chr20",
     "variants_1kg_chr20",
 ]

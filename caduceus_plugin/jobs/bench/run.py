@@ -67,7 +67,8 @@ class TaskBudget:
         return out
 
 
-#: The CPU budget (about an hour on 2 cores for 5 models x 4 tasks x 3 seeds): per-split subsample, epochs, patience,
+#: The CPU budget (the first four tasks: about an hour on 2 cores for 5 models x 3 seeds; the long-range pair is not
+#: timed yet): per-split subsample (test: data.quick_test where given), epochs, patience,
 #: batch. Small on purpose (tens of thousands of training tokens per run); the same for every model of a task.
 FULL_BUDGET = {
     "oct4_mafk": TaskBudget("oct4_mafk", "oct4_mafk", "auroc", 200, 2, 1, 32),
@@ -76,6 +77,11 @@ FULL_BUDGET = {
                                     ("data.seq_len=1000",)),
     "promoter_chr20_16k": TaskBudget("promoter_chr20_16k", "promoter_chr20", "auroc", 8, 1, 1, 4,
                                      ("data.seq_len=16384",)),
+    # long range: the same windows through 1 kbp and 16 kbp of context; 500 test windows for an interval
+    "tss_context_chr20_1k": TaskBudget("tss_context_chr20_1k", "tss_context_chr20", "auroc", 128, 2, 1, 16,
+                                       ("data.seq_len=1000", "data.quick_test=500")),
+    "tss_context_chr20_16k": TaskBudget("tss_context_chr20_16k", "tss_context_chr20", "auroc", 128, 2, 1, 4,
+                                        ("data.seq_len=16384", "data.quick_test=500")),
 }
 QUICK_BUDGET = {
     "oct4_mafk": TaskBudget("oct4_mafk", "oct4_mafk", "auroc", 48, 1, 1, 16),
