@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/pretrain_ablation.py --tokens 4e6 --lengths 1024 8192 32768 --seeds 0 1 2
     .venv/bin/python benchmarks/pretrain_ablation.py --report-only           # tables, plots, report from the runs
     .venv/bin/python benchmarks/pretrain_ablation.py --quick --out /tmp/abl  # minutes: checks the pipeline only
+    .venv/bin/python benchmarks/pretrain_ablation.py --report-only --vep     # + zero-shot variant AUROCs (minutes)
 
 **Data.** Real GRCh37 chromosome 20 (:func:`caduceus_plugin.data.sources.chr20_fasta`, fetched once from the
 package registries). Held out: chr20:1-4,000,000, the built-in model's validation region (no training window overlaps
@@ -29,6 +30,12 @@ is "reversed" where it lies wholly above, and is otherwise "not detectable at th
 ``caduceus pretrain`` output, resumable: an interrupted sweep continues where it stopped), ``ablation.csv``
 (``comparison, length, seed, model, params, tokens, heldout_ce``), ``ablation_compare.csv`` (``comparison, length,
 first, second, diff, ci_low, ci_high, n_seeds, n_windows, verdict, paper``), ``curves.png`` and ``REPORT.md``.
+
+**Zero-shot variant effect** (``--vep``): the masked-LM models of seed 0 at the shortest length, and the built-in
+model, score the same 1000 Genomes SNVs of the held-out region (every k-th SNV of chr20:1-4 Mb,
+:func:`caduceus_plugin.jobs.bench.extras.vep_variants`); ``vep_auroc.csv`` holds the AUROC, with a bootstrap
+interval, of telling rare (AF < 1 %) from common (AF > 5 %) variants by each score
+(:func:`caduceus_plugin.jobs.bench.extras.rare_vs_common`): a weak proxy for deleteriousness, said as such.
 """
 
 from __future__ import annotations
@@ -233,7 +240,7 @@ def write_outputs(out: Path, recs: list[dict[str, Any]], rows: list[dict[str, An
         fmt = [{k: (f"{v:.5f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
         atomic_write_text(out / "ablation_compare.csv", _csv(fmt))
         _plot(recs, out / "curves.png", atomic_write)
-    report = _report(recs, rows, command)
+    report = _report(recs, rows, command, out)
     atomic_write_text(out / "REPORT.md", report)
     return report
 
@@ -263,7 +270,7 @@ def _plot(recs: list[dict[str, Any]], path: Path, atomic_write: Any) -> None:
     plt.close(fig)
 
 
-def _report(recs: list[dict[str, Any]], rows: list[dict[str, Any]], command: str) -> str:
+def _report(recs: list[dict[str, Any]], rows: list[dict[str, Any]], command: str, out: Path) -> str:
     import torch
 
     lines = ["# Pre-training ablations (the paper's Fig. 3) on real GRCh37 chr20", "",
@@ -291,12 +298,59 @@ def _report(recs: list[dict[str, Any]], rows: list[dict[str, Any]], command: str
         lines.append(f"- **{r['comparison']}, {r['length']:,} bp**: the paper: {r['paper']}. Here: "
                      f"{r['first']} − {r['second']} = {r['diff']:+.4f} nats [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
                      f": the ordering is **{r['verdict']}**.")  # fmt: skip
+    vep_csv = out / "vep_auroc.csv"
+    if vep_csv.exists():
+        from caduceus_plugin.jobs.bench.extras import AUROC_HEADER, auroc_lines
+
+        vrows = list(csv.DictReader(vep_csv.open()))
+        lines += ["## Zero-shot variant effect: rare vs common 1000 Genomes SNVs (held-out chr20:1-4 Mb)", "",
+                  "AUROC of telling rare (AF < 1 %) from common (AF > 5 %) SNVs by each score (higher = more likely "
+                  "rare), chance 0.5, 95 % bootstrap interval within class. A weak proxy: purifying selection makes "
+                  "damaging alleles rarer, but most rare variants are harmless. From `vep_auroc.csv`.", "",
+                  *AUROC_HEADER]
+        for model in dict.fromkeys(r["model"] for r in vrows):
+            conv = [{k: (float(v) if k in ("auroc", "ci_low", "ci_high") else v) for k, v in r.items()}
+                    for r in vrows if r["model"] == model]
+            lines += auroc_lines(conv, model)
+        lines.append("")
     tokens = sorted({r["tokens"] for r in recs})
     lines += ["", f"Scale: {', '.join(f'{t:,}' for t in tokens)} training tokens per run and about 0.3 M parameters, "
               "against the paper's 35 B tokens and 0.5-8 M parameters on GPUs. A difference the interval cannot "
               "separate from zero at this scale may still appear with more training; a reversed one says only what "
               "holds after this many tokens.", ""]  # fmt: skip
     return "\n".join(lines)
+
+
+#: Variants scored for the zero-shot AUROC (every k-th SNV of the held-out chr20:1-4 Mb).
+N_VEP = 600
+MLM_MODELS = ("caduceus_ps", "caduceus_ph_rc", "bimamba_untied", "mamba_uni_mlm")
+
+
+def vep(out: Path, recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rare-vs-common AUROCs of the built-in model and the seed-0 MLM ablation models at the shortest length."""
+    from caduceus_plugin.data import variants_1kg_chr20
+    from caduceus_plugin.jobs.bench.extras import rare_vs_common, vep_variants, with_af
+    from caduceus_plugin.jobs.variants import score_variants
+    from caduceus_plugin.registry.pretrained import builtin_weights
+
+    data = variants_1kg_chr20(snv_only=True)
+    vcf = out / "vep" / "variants.vcf"
+    vcf.parent.mkdir(parents=True, exist_ok=True)
+    vep_variants(Path(data.vcf), vcf, N_VEP)
+    length = min(r["length"] for r in recs)
+    weights = {"builtin (grch37_chr20_ps)": Path(builtin_weights())}
+    for m in MLM_MODELS:
+        d = out / "runs" / f"L{length}" / m / "seed0"
+        if (d / "model.safetensors").exists():
+            weights[f"{m} (L{length}, seed 0)"] = d
+    rows = []
+    for name, w in weights.items():
+        t = time.time()
+        scores = score_variants(data.genome, vcf, weights=w)
+        for r in rare_vs_common(with_af(scores, data.variants)):
+            rows.append({"model": name, **r})
+        print(f"vep: {name}: {len(scores)} variants in {time.time() - t:.0f} s", flush=True)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -309,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--report-only", action="store_true", help="rebuild tables, plot and report from the runs")
     p.add_argument("--quick", action="store_true", help="tiny runs (a pipeline check, not a result)")
+    p.add_argument("--vep", action="store_true", help="also the zero-shot rare-vs-common variant AUROCs")
     args = p.parse_args(argv)
     if args.quick:
         args.tokens, args.lengths = 6 * BATCH_TOKENS, [1024]
@@ -320,6 +375,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no finished runs under {args.out / 'runs'}: run without --report-only first", file=sys.stderr)
         return 2
     rows = compare(recs)
+    if args.vep:
+        from caduceus_plugin.fileio import atomic_write_text
+
+        vep_rows = vep(args.out, recs)
+        header = list(vep_rows[0])
+        atomic_write_text(args.out / "vep_auroc.csv", "\n".join(
+            [",".join(header)] + [",".join(f"{r[k]:.4f}" if isinstance(r[k], float) else str(r[k]) for k in header)
+                                  for r in vep_rows]) + "\n")  # fmt: skip
     print(write_outputs(args.out, recs, rows, command.strip()))
     return 0
 

@@ -222,3 +222,61 @@ def test_gpu_check_speed_groups_cheapest_first() -> None:
     groups = gpu_check.speed_groups([131072], [8192, 131072])
     assert [g[0][1:] for g in groups] == [("train", 8192), ("infer", 131072), ("train", 131072)]
     assert all([m for m, _, _ in g] == ["caduceus_ps", "hyenadna"] for g in groups)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# benchmarks/pretrain_ablation.py: equal budgets, paired intervals, the report's verdicts (no training here)
+
+ablation = _load("pretrain_ablation")
+
+
+def test_ablation_runs_get_equal_tokens_and_near_equal_parameters(tmp_path: Path) -> None:
+    from caduceus_plugin.jobs.pretrain.run import build_model
+
+    for length in (1024, 8192):
+        cfgs = {m: ablation.run_config(s, length, 0, 1e6, tmp_path, 1, "x.fa") for m, s in ablation.MODELS.items()}
+        assert len({c.steps * c.batch_size * c.seq_len for c in cfgs.values()}) == 1  # the same training tokens
+        assert len({c.val_windows * c.seq_len for c in cfgs.values()}) == 1  # the same held-out bases
+        counts = {m: build_model(c).num_parameters() for m, c in cfgs.items()}
+        for c in ablation.COMPARISONS:
+            a, b = counts[c.first], counts[c.second]
+            assert abs(a - b) / max(a, b) <= 0.025, (c.name, a, b)
+    assert cfgs["caduceus_ps"].rcps and not cfgs["caduceus_ph_rc"].rcps and cfgs["caduceus_ph_rc"].augment
+    assert cfgs["hyenadna_ntp"].objective == cfgs["mamba_ntp"].objective == "ntp"
+
+
+def _fake_run(out: Path, length: int, model: str, seed: int, windows: list[float]) -> None:
+    import json
+
+    run = out / "runs" / f"L{length}" / model / f"seed{seed}"
+    run.mkdir(parents=True)
+    final = {"step": 4, "tokens_seen": 32768, "val_nuc_loss": sum(windows) / len(windows)}
+    (run / "training.json").write_text(json.dumps({
+        "complete": True, "model": {"parameters": 1000}, "final": final, "final_window_nuc_loss": windows,
+        "initial": {"val_nuc_loss": 1.39}, "history": [final], "wall_time_s": 3.0}))
+
+
+def test_ablation_verdicts_follow_the_interval(tmp_path: Path) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    hard = rng.normal(1.3, 0.05, 64)  # per-window difficulty, shared: pairing removes it
+    for seed in (0, 1):
+        noise = lambda: rng.normal(0, 0.002, 64)  # noqa: E731
+        _fake_run(tmp_path, 1024, "caduceus_ps", seed, list(hard - 0.03 + noise()))  # clearly lower: holds
+        _fake_run(tmp_path, 1024, "caduceus_ph_rc", seed, list(hard + noise()))
+        _fake_run(tmp_path, 1024, "bimamba_untied", seed, list(hard - 0.02 + noise()))  # lower than tied: reversed
+        _fake_run(tmp_path, 1024, "mamba_ntp", seed, list(hard + 0.01 * rng.normal(size=64)))  # indistinguishable
+        _fake_run(tmp_path, 1024, "hyenadna_ntp", seed, list(hard + 0.01 * rng.normal(size=64)))
+    recs = ablation.collect(tmp_path)
+    rows = {r["comparison"]: r for r in ablation.compare(recs)}
+    assert rows["PS vs Ph + RC aug"]["verdict"] == "holds here"
+    assert rows["tied vs untied BiMamba"]["verdict"] == "reversed here"
+    assert rows["Mamba vs HyenaDNA (next-token)"]["verdict"] == "not detectable at this scale"
+    assert "bi- vs uni-directional" not in rows  # no uni-directional runs: no row, no guess
+    assert rows["PS vs Ph + RC aug"]["n_seeds"] == 2 and rows["PS vs Ph + RC aug"]["n_windows"] == 64
+    report = ablation.write_outputs(tmp_path, recs, list(rows.values()), "python benchmarks/pretrain_ablation.py")
+    assert "**holds here**" in report and "**reversed here**" in report
+    header = (tmp_path / "ablation.csv").read_text().splitlines()[0]
+    assert header == "comparison,length,seed,model,params,tokens,heldout_ce"
+    assert (tmp_path / "ablation_compare.csv").exists() and (tmp_path / "curves.png").stat().st_size > 0

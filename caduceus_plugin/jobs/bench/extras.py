@@ -30,7 +30,7 @@ VEP_SCORES = {"-LLR": lambda df: -df["llr"], "|LLR|": lambda df: df["llr"].abs()
 DEFAULT_COMPUTE_CSV = Path("benchmarks", "results", "compute.csv")
 
 
-def _subset_vcf(src: Path, dest: Path, n: int, contig: str) -> int:
+def vep_variants(src: Path, dest: Path, n: int, contig: str = "chr20") -> int:
     """Every k-th SNV record of ``src`` (bi-allelic, single-base alleles) renamed to ``contig``, written as a
     sites-only VCF; returns the count."""
     snvs = [r for r in read_vcf(src) if r.n_alts == 1 and len(r.ref) == 1 and len(r.alt) == 1]
@@ -83,7 +83,7 @@ def vep_section(out: Path, n_variants: int) -> str:
 
     data = variants_1kg_chr20(snv_only=True)
     vcf = out / "vep_variants.vcf"
-    n = _subset_vcf(Path(data.vcf), vcf, n_variants, contig="chr20")
+    n = vep_variants(Path(data.vcf), vcf, n_variants)
     t0 = time.perf_counter()
     scores = score_variants(data.genome, vcf, out / "vep_scores.parquet")
     seconds = time.perf_counter() - t0
