@@ -240,11 +240,15 @@ def _findings(compared: list[dict[str, Any]], budget: dict[str, TaskBudget], lev
                  and r["verdict"] == "better"]
         vs = [f"{r['model']} {r['verdict']}" for r in compared if r["task"] == task and r["baseline"] == "hyenadna"
               and r["model"] in ("caduceus_ps", "caduceus_ph")]
-        if not any(r["task"] == task for r in compared):
+        chance_rows = [r for r in compared if r["task"] == task and r["baseline"] == "chance"]
+        if not chance_rows:
             continue
-        lines.append(f"- **{task}**: above chance with an interval that excludes 0: "
-                     f"{', '.join(above) if above else '**no model**'}; Caduceus against HyenaDNA: "
-                     f"{'; '.join(vs) if vs else 'not run'}.")
+        if all(r["verdict"] == "no interval" for r in chance_rows):
+            against = "no interval (these runs saved no test predictions, so the majority level is unknown: rerun)"
+        else:
+            against = ", ".join(above) if above else "**no model**"
+        lines.append(f"- **{task}**: above chance with an interval that excludes 0: {against}; Caduceus against "
+                     f"HyenaDNA: {'; '.join(vs) if vs else 'not run'}.")
     lines += ["", "Read these with the budget above: the same for every model, no tuning of any one model. Caduceus "
               "also costs several times more compute per token than HyenaDNA at equal parameters (bi-directional, "
               "and PS runs both strands), which the train-seconds column shows.", ""]
