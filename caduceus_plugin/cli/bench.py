@@ -17,12 +17,13 @@ def _run(args: argparse.Namespace) -> int:
         "caduceus bench")
     out = Path(args.out)
     report = Path(args.report) if args.report else out / "REPORT.md"
+    quick = args.quick or args.budget == "quick"
     if args.report_only:
         from caduceus_plugin.jobs.bench.run import report_only
 
         fn = None if args.no_vep and (out / "extras.json").exists() else (
-            lambda: extras(out, quick=args.quick, skip_vep=args.no_vep))
-        rows = report_only(out, report, args.quick, command, fn)
+            lambda: extras(out, quick=quick, skip_vep=args.no_vep))
+        rows = report_only(out, report, quick, command, fn, budget_name=args.budget)
         print(f"bench: report rebuilt from {len(rows)} runs; {report}")
         return 0
     weights = {}
@@ -31,9 +32,9 @@ def _run(args: argparse.Namespace) -> int:
         if not sep or not path:
             raise InputError(f"--weights expects MODEL=DIR, got {item!r}")
         weights[name] = path
-    rows = run_bench(args.models, args.tasks, args.seeds, out, report, quick=args.quick, extra=args.override,
-                     command=command, extras_fn=lambda: extras(out, quick=args.quick, skip_vep=args.no_vep),
-                     weights=weights)
+    rows = run_bench(args.models, args.tasks, args.seeds or [0, 1, 2], out, report, quick=quick, extra=args.override,
+                     command=command, extras_fn=lambda: extras(out, quick=quick, skip_vep=args.no_vep),
+                     weights=weights, budget_name=args.budget, seeds_given=args.seeds is not None)
     print(f"bench: {len(rows)} runs; report {report}; tables in {out}")
     return 0
 
@@ -46,8 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "over the seeds per task and model), then write tables, plots and a Markdown report.")
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), help="registered backbones")
     p.add_argument("--tasks", nargs="+", help=f"default: all ({', '.join(FULL_BUDGET)}); --quick: oct4_mafk splice")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--quick", action="store_true", help="tiny budget (minutes; CI)")
+    p.add_argument("--seeds", nargs="+", type=int,
+                   help="default 0 1 2 (--budget paper: the protocol's 5 or 10 seeds per task)")
+    p.add_argument("--budget", choices=("quick", "default", "paper"), default="default",
+                   help="quick: minutes (CI); default: the CPU budget; paper: the authors' fine-tuning protocol "
+                   "(epochs, batch, lr, seeds, full data) on a GPU (trainer=gpu)")
+    p.add_argument("--quick", action="store_true", help="the same as --budget quick")
     p.add_argument("--out", default="benchmarks/results/bench", help="tables, plots, per-run logs")
     p.add_argument("--report", help="Markdown report path (default OUT/REPORT.md)")
     p.add_argument("--no-vep", action="store_true", help="skip the zero-shot variant-effect section")

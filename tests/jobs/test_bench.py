@@ -79,3 +79,21 @@ def test_quick_bench_runs_end_to_end_on_real_data(tmp_path: Path) -> None:
     report = (tmp_path / "REPORT.md").read_text()
     assert "| oct4_mafk | caduceus_ps |" in report and "| oct4_mafk | cnn |" in report
     assert "Compute: throughput and memory against length" in report
+
+
+def test_paper_budget_is_the_authors_protocol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = {}
+
+    def run_sweep(task, model, seeds, out, extra, timeout, weights=None):  # type: ignore[no-untyped-def]
+        seen[task.name] = (list(seeds), task.overrides())
+        return _fake_sweep(set())(task, model, seeds, out, extra, timeout, weights)
+
+    monkeypatch.setattr(bench, "run_sweep", run_sweep)
+    bench.run_bench(["cnn"], ["oct4_mafk", "splice"], [0, 1, 2], tmp_path, tmp_path / "R.md", budget_name="paper",
+                    seeds_given=False)
+    assert seen["oct4_mafk"][0] == [0, 1, 2, 3, 4] and len(seen["splice"][0]) == 10
+    ov = seen["oct4_mafk"][1]
+    assert {"trainer=gpu", "task.lr=0.002", "trainer.max_epochs=10", "data.batch_size=256", "data.quick=false",
+            "early_stopping_patience=0"} <= set(ov)
+    with pytest.raises(Exception, match="unknown --budget"):
+        bench.run_bench(["cnn"], None, [0], tmp_path, tmp_path / "R.md", budget_name="huge")

@@ -59,10 +59,14 @@ class TaskBudget:
     patience: int
     batch_size: int
     extra: tuple[str, ...] = ()
+    lr: float | None = None  # None: the task config's
+    n_seeds: int | None = None  # None: the command's --seeds
 
     def overrides(self) -> list[str]:
         out = [f"data={self.data}", f"trainer.max_epochs={self.max_epochs}", f"early_stopping_patience={self.patience}",
                f"data.batch_size={self.batch_size}", *self.extra]
+        if self.lr is not None:
+            out.append(f"task.lr={self.lr}")
         out.append(f"data.quick={self.quick}" if self.quick else "data.quick=false")
         return out
 
@@ -83,10 +87,35 @@ FULL_BUDGET = {
     "tss_context_chr20_16k": TaskBudget("tss_context_chr20_16k", "tss_context_chr20", "auroc", 128, 2, 1, 4,
                                         ("data.seq_len=16384", "data.quick_test=500")),
 }
+#: The authors' fine-tuning protocol (spec 5.2; paper App. D) for users with a GPU (``trainer=gpu``): Genomic
+#: Benchmarks-like tasks 10 epochs, batch 256 (16 kbp: 32, what fits), lr 2e-3, 5 seeds, no early stopping (the
+#: best validation checkpoint is kept); the NT splice task 20 epochs, batch 128, lr 1e-3, 10 seeds. Full data.
+_GPU = ("trainer=gpu",)
+PAPER_BUDGET = {
+    "oct4_mafk": TaskBudget("oct4_mafk", "oct4_mafk", "auroc", None, 10, 0, 256, _GPU, 2e-3, 5),
+    "splice": TaskBudget("splice", "splice", "accuracy", None, 20, 0, 128, _GPU, 1e-3, 10),
+    "promoter_chr20_1k": TaskBudget("promoter_chr20_1k", "promoter_chr20", "auroc", None, 10, 0, 256,
+                                    ("data.seq_len=1000", *_GPU), 2e-3, 5),
+    "promoter_chr20_16k": TaskBudget("promoter_chr20_16k", "promoter_chr20", "auroc", None, 10, 0, 32,
+                                     ("data.seq_len=16384", *_GPU), 2e-3, 5),
+    "tss_context_chr20_1k": TaskBudget("tss_context_chr20_1k", "tss_context_chr20", "auroc", None, 10, 0, 256,
+                                       ("data.seq_len=1000", *_GPU), 2e-3, 5),
+    "tss_context_chr20_16k": TaskBudget("tss_context_chr20_16k", "tss_context_chr20", "auroc", None, 10, 0, 32,
+                                        ("data.seq_len=16384", *_GPU), 2e-3, 5),
+}
 QUICK_BUDGET = {
     "oct4_mafk": TaskBudget("oct4_mafk", "oct4_mafk", "auroc", 48, 1, 1, 16),
     "splice": TaskBudget("splice", "splice", "accuracy", 48, 1, 1, 16),
 }
+#: ``caduceus bench --budget NAME``.
+BUDGETS = {"quick": QUICK_BUDGET, "default": FULL_BUDGET, "paper": PAPER_BUDGET}
+
+
+def budget_table(name: str) -> dict[str, TaskBudget]:
+    """The tasks of budget ``name`` (``quick`` runs its own small tasks; the others cover every task)."""
+    if name not in BUDGETS:
+        raise InputError(f"unknown --budget {name!r}; choose from {', '.join(BUDGETS)}")
+    return BUDGETS[name]
 
 #: The paper's published numbers where one of our tasks matches (spec §6), for the report.
 PAPER = {
@@ -255,7 +284,8 @@ def _findings(compared: list[dict[str, Any]], budget: dict[str, TaskBudget], lev
     return lines
 
 
-def report_only(out: Path, report: Path, quick: bool, command: str, extras_fn: Any = None) -> list[dict[str, Any]]:
+def report_only(out: Path, report: Path, quick: bool, command: str, extras_fn: Any = None,
+                budget_name: str = "default") -> list[dict[str, Any]]:
     """Rebuild tables, plot and report from the runs already in ``out`` (no training)."""
     rows = _collect(out)
     if not rows:
@@ -264,7 +294,7 @@ def report_only(out: Path, report: Path, quick: bool, command: str, extras_fn: A
     if saved.exists():
         command = f"{saved.read_text().strip()}` — tables and report rebuilt from its runs with `{command}"
     tasks = {r["task"] for r in rows}
-    budget_all = QUICK_BUDGET if quick else FULL_BUDGET
+    budget_all = budget_table("quick" if quick else budget_name)
     budget = {t: budget_all.get(t, FULL_BUDGET[t]) for t in FULL_BUDGET if t in tasks}
     write_results(out, rows, budget, command, report, _extras(out, extras_fn))
     return rows
@@ -299,7 +329,8 @@ def run_sweep(task: TaskBudget, model: str, seeds: list[int], out: Path, extra: 
 def run_bench(models: list[str], tasks: list[str] | None, seeds: list[int], out: Path, report: Path,
               quick: bool = False, extra: list[str] | None = None, command: str = "caduceus bench",
               timeout: int = 7200, extras_fn: Any = None,
-              weights: dict[str, str] | None = None) -> list[dict[str, Any]]:
+              weights: dict[str, str] | None = None, budget_name: str = "default",
+              seeds_given: bool = True) -> list[dict[str, Any]]:
     """Run the suite; returns the per-run rows. Partial results are written after every sweep.
 
     ``weights`` maps a model name to a local checkpoint (released weights) that its backbone starts from.
@@ -308,7 +339,7 @@ def run_bench(models: list[str], tasks: list[str] | None, seeds: list[int], out:
 
     from caduceus_plugin.registry.components import get_registry
 
-    budget_all = QUICK_BUDGET if quick else FULL_BUDGET
+    budget_all = budget_table("quick" if quick else budget_name)
     tasks = tasks or list(budget_all)
     unknown = [t for t in tasks if t not in FULL_BUDGET]
     if unknown:
@@ -329,7 +360,9 @@ def run_bench(models: list[str], tasks: list[str] | None, seeds: list[int], out:
     bar = tqdm([(t, m) for t in tasks for m in models], desc="bench", unit="sweep", disable=not sys.stderr.isatty())
     for task, model in bar:
         bar.set_postfix_str(f"{task} / {model}")
-        code, message = run_sweep(budget[task], model, seeds, out, extra or [], timeout, weights.get(model))
+        n = budget[task].n_seeds
+        task_seeds = seeds if seeds_given or n is None else list(range(n))  # the protocol's seed count
+        code, message = run_sweep(budget[task], model, task_seeds, out, extra or [], timeout, weights.get(model))
         if code != 0:
             failures.append(f"{task} / {model}: {message}")
             print(f"bench: {task} / {model} failed: {message}", file=sys.stderr)
