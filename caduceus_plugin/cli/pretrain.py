@@ -76,7 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="reverse-complement half the training windows (default: only models that are not PS)",
     )
     s_ = p.add_argument_group("sittings (one schedule over several runs)")
-    s_.add_argument("--resume", action="store_true", help="continue the run in OUT from its last checkpoint (afresh if it has none)")
+    s_.add_argument("--resume", action="store_true",
+                    help="continue the run in OUT from its last checkpoint (afresh if it has none)")
     s_.add_argument("--stop-at-step", type=_positive_int, help="stop (with a checkpoint) after this step")
     s_.add_argument("--max-minutes", type=_positive_float, help="stop (with a checkpoint) after this wall time")
     p.set_defaults(func=_run_pretrain)

@@ -25,7 +25,7 @@ AF_BINS = ((0.0, 0.01), (0.01, 0.05), (0.05, 0.2), (0.2, 0.5), (0.5, 1.01))
 #: Rare and common, for the AUROC of telling them apart (variants in between are left out).
 RARE_MAX_AF, COMMON_MIN_AF = 0.01, 0.05
 #: Scores oriented so that higher means "more likely rare": a lower LLR, a larger |LLR| or embedding change.
-VEP_SCORES = {"-LLR": lambda df: -df["llr"], "|LLR|": lambda df: df["llr"].abs(), "emb_l2": lambda df: df["emb_l2"]}
+VEP_SCORES = {"-LLR": lambda df: -df["llr"], "abs(LLR)": lambda df: df["llr"].abs(), "emb_l2": lambda df: df["emb_l2"]}
 #: Where ``caduceus bench`` looks for ``benchmarks/compute.py``'s table: relative, so under the working directory.
 DEFAULT_COMPUTE_CSV = Path("benchmarks", "results", "compute.csv")
 
