@@ -50,7 +50,8 @@ def _fake_bench(out: Path) -> list[dict]:
 
 def test_compare_rows_intervals_and_verdicts(tmp_path: Path) -> None:
     _fake_bench(tmp_path)
-    rows = compare.compare(tmp_path, {"oct4_mafk": "auroc", "splice": "accuracy"}, ["caduceus_ps", "hyenadna"])
+    tasks = {"oct4_mafk": "auroc", "splice": "accuracy"}
+    rows = compare.compare(compare.load_all(tmp_path, tasks, ["caduceus_ps", "hyenadna"]), tasks)
     by = {(r["task"], r["model"], r["baseline"]): r for r in rows}
     assert set(by) == {("oct4_mafk", "caduceus_ps", "hyenadna"), ("oct4_mafk", "caduceus_ps", "chance"),
                        ("oct4_mafk", "hyenadna", "chance"), ("splice", "caduceus_ps", "hyenadna"),
@@ -65,7 +66,7 @@ def test_compare_rows_intervals_and_verdicts(tmp_path: Path) -> None:
     for r in rows:
         assert r["ci_low"] <= r["diff"] <= r["ci_high"] and r["n_seeds"] == 3
         assert r["method"].startswith("bootstrap over 3 seed(s) and 200 items")
-    levels = compare.chance_levels(tmp_path, {"oct4_mafk": "auroc", "splice": "accuracy"}, ["hyenadna"])
+    levels = compare.chance_levels(compare.load_all(tmp_path, tasks, ["hyenadna"]), tasks)
     assert levels["oct4_mafk"] == 0.5 and 0.5 < levels["splice"] < 0.7
     csv = compare.to_csv(rows).splitlines()
     assert csv[0] == "task,model,baseline,metric,diff,ci_low,ci_high,n_seeds,verdict,method" and len(csv) == 7
@@ -76,7 +77,8 @@ def test_runs_without_predictions_fall_back_to_t_over_seeds(tmp_path: Path) -> N
     for seed, (a, b) in enumerate([(0.80, 0.70), (0.82, 0.71), (0.79, 0.69)]):
         _run(tmp_path, "oct4_mafk", "caduceus_ps", seed, None, y, a)
         _run(tmp_path, "oct4_mafk", "hyenadna", seed, None, y, b)
-    rows = compare.compare(tmp_path, {"oct4_mafk": "auroc"}, ["caduceus_ps", "hyenadna"])
+    rows = compare.compare(compare.load_all(tmp_path, {"oct4_mafk": "auroc"}, ["caduceus_ps", "hyenadna"]),
+                           {"oct4_mafk": "auroc"})
     vs = next(r for r in rows if r["model"] == "caduceus_ps" and r["baseline"] == "hyenadna")
     assert vs["method"] == "t over 3 seeds (df 2)" and vs["diff"] == pytest.approx(0.1033, abs=1e-4)
     assert vs["verdict"] == "better"

@@ -71,8 +71,27 @@ def load_runs(out: Path, task: str, model: str, metric: str) -> Runs:
     return Runs(metric_by_seed, preds)
 
 
-def _interval(metric: str, a: Runs, b: Runs | None, seeds: list[int], seed: int) -> Interval:
-    """Interval of mean-over-seeds metric(a) minus that of ``b`` (``None``: minus the chance level)."""
+def load_all(out: Path, tasks: dict[str, str], models: list[str]) -> dict[str, dict[str, Runs]]:
+    """Every task's (name -> headline metric) finished runs in ``out``, per model; models without runs left out.
+    Read once and shared by :func:`compare` and :func:`chance_levels`."""
+    loaded = {}
+    for task, metric in tasks.items():
+        runs = {m: load_runs(out, task, m, metric) for m in models}
+        loaded[task] = {m: r for m, r in runs.items() if r.metric_by_seed}
+    return loaded
+
+
+def task_chance_level(metric: str, runs: dict[str, Runs]) -> float | None:
+    """AUROC 0.5; for accuracy the majority share of the test labels any run saved (None if none did)."""
+    if metric == "auroc":
+        return 0.5
+    saved = next((r.predictions for r in runs.values() if r.predictions), None)
+    return None if saved is None else chance_level(metric, next(iter(saved.values()))[0])
+
+
+def _interval(metric: str, a: Runs, b: Runs | None, seeds: list[int], seed: int, level: float | None) -> Interval:
+    """Interval of mean-over-seeds metric(a) minus that of ``b`` (``None``: minus the chance level, which the
+    bootstrap recomputes on each replicate's examples and the t fallback takes as ``level``)."""
     have = all(s in a.predictions for s in seeds) and (b is None or all(s in b.predictions for s in seeds))
     if have:
         labels = a.predictions[seeds[0]][0]
@@ -89,30 +108,27 @@ def _interval(metric: str, a: Runs, b: Runs | None, seeds: list[int], seed: int)
 
             return bootstrap(stat, len(seeds), len(labels), seed=seed)
     if b is None:
-        if metric != "auroc":  # the majority level needs the test labels
-            labels = next(iter(a.predictions.values()))[0] if a.predictions else None
-            if labels is None:
-                return Interval(float("nan"), float("nan"), float("nan"), "no test labels saved: rerun the task")
-            level = chance_level(metric, labels)
-        else:
-            level = 0.5
+        if level is None:  # the majority level needs the test labels
+            return Interval(float("nan"), float("nan"), float("nan"), "no test labels saved: rerun the task")
         return seed_t_interval(np.array([a.metric_by_seed[s] - level for s in seeds]))
     return seed_t_interval(np.array([a.metric_by_seed[s] - b.metric_by_seed[s] for s in seeds]))
 
 
-def compare(out: Path, tasks: dict[str, str], models: list[str], baseline: str = "hyenadna") -> list[dict[str, Any]]:
-    """Rows of ``bench_compare.csv`` for ``tasks`` (name -> headline metric) and ``models`` with runs in ``out``."""
+def compare(
+    loaded: dict[str, dict[str, Runs]], tasks: dict[str, str], baseline: str = "hyenadna"
+) -> list[dict[str, Any]]:
+    """Rows of ``bench_compare.csv`` for ``tasks`` (name -> headline metric) from :func:`load_all`'s runs."""
     rows = []
     for t, (task, metric) in enumerate(tasks.items()):
-        runs = {m: load_runs(out, task, m, metric) for m in models}
-        runs = {m: r for m, r in runs.items() if r.metric_by_seed}
+        runs = loaded[task]
+        level = task_chance_level(metric, runs)
         for j, (model, r) in enumerate(runs.items()):
             against: list[tuple[str, Runs | None]] = [("chance", None)]
             if baseline in runs and model != baseline:
                 against.insert(0, (baseline, runs[baseline]))
             for name, other in against:
                 seeds = sorted(s for s in r.metric_by_seed if other is None or s in other.metric_by_seed)
-                iv = _interval(metric, r, other, seeds, seed=1000 * t + j)
+                iv = _interval(metric, r, other, seeds, 1000 * t + j, level)
                 v = verdict(iv) if np.isfinite(iv.low) else "no interval"
                 rows.append({"task": task, "model": model, "baseline": name, "metric": metric, "diff": iv.estimate,
                              "ci_low": iv.low, "ci_high": iv.high, "n_seeds": len(seeds), "verdict": v,
@@ -120,19 +136,10 @@ def compare(out: Path, tasks: dict[str, str], models: list[str], baseline: str =
     return rows
 
 
-def chance_levels(out: Path, tasks: dict[str, str], models: list[str]) -> dict[str, float]:
-    """The chance level of each task's headline metric (majority share from any run's saved test labels)."""
-    levels = {}
-    for task, metric in tasks.items():
-        if metric == "auroc":
-            levels[task] = 0.5
-            continue
-        for m in models:
-            r = load_runs(out, task, m, metric)
-            if r.predictions:
-                levels[task] = chance_level(metric, next(iter(r.predictions.values()))[0])
-                break
-    return levels
+def chance_levels(loaded: dict[str, dict[str, Runs]], tasks: dict[str, str]) -> dict[str, float]:
+    """The chance level of each task's headline metric where it is known (:func:`task_chance_level`)."""
+    levels = {task: task_chance_level(metric, loaded[task]) for task, metric in tasks.items()}
+    return {task: v for task, v in levels.items() if v is not None}
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:

@@ -168,8 +168,9 @@ def write_results(out: Path, rows: list[dict[str, Any]], budget: dict[str, TaskB
         atomic_write(out / "bench_summary.parquet", summary.write_parquet)
         tasks = {t: budget[t].metric for t in budget if t in set(summary["task"].to_list())}
         models = list(dict.fromkeys(summary["model"].to_list()))
-        compared = compare.compare(out, tasks, models)
-        levels = compare.chance_levels(out, tasks, models)
+        loaded = compare.load_all(out, tasks, models)
+        compared = compare.compare(loaded, tasks)
+        levels = compare.chance_levels(loaded, tasks)
         _write_atomic(out / "bench_compare.csv", compare.to_csv(compared))
         _plot(summary, budget, out / "bench_metrics.png", levels)
     _write_atomic(report, _report(summary, budget, command, out, report, extras, compared, levels))
