@@ -389,7 +389,7 @@ def _load_state(path: Path, cfg: PretrainConfig) -> dict[str, Any]:
     except Exception as exc:  # a truncated or foreign file: say so, never train over it silently
         raise InputError(f"--resume: cannot read {path} ({type(exc).__name__}); delete it to start afresh") from None
     now = cfg.identity()
-    diff = [k for k in sorted(set(now) | set(saved)) if k not in cfg.SITTING_FIELDS and saved.get(k) != now.get(k)]
+    diff = [k for k in sorted(set(now) | set(saved)) if saved.get(k) != now.get(k)]  # both are identity()
     if diff:
         k = diff[0]
         raise InputError(
@@ -405,10 +405,12 @@ def _pretrain(
     t_load = time.time()
     out = Path(cfg.out)
     state = None
-    if cfg.resume and (out / RESUME_FILE).exists():
+    if (out / RESUME_FILE).exists():
+        if not cfg.resume:
+            raise InputError(
+                f"{out} holds an unfinished or finished run ({RESUME_FILE}); add --resume or use a new --out"
+            )
         state = _load_state(out / RESUME_FILE, cfg)
-    elif not cfg.resume and (out / RESUME_FILE).exists():
-        raise InputError(f"{out} holds an unfinished or finished run ({RESUME_FILE}); add --resume or use a new --out")
     if genome is None:
         genome = load_fasta(cfg.fasta)
     split = split_genome(genome, parse_region(cfg.val_region) if cfg.val_region else None, cfg.seq_len)
