@@ -378,6 +378,51 @@ def _chr20_tss(cache_dir: str | os.PathLike[str] | None, gene_types: Sequence[st
     return all_tss, pos_tab
 
 
+def _background_starts(
+    rng: np.random.Generator,
+    content: _Content,
+    all_tss: np.ndarray,
+    length: int,
+    split: int,
+    want: int,
+    min_tss_distance: int,
+    max_n_frac: float,
+    block_size: int,
+) -> np.ndarray:
+    """Up to ``want`` distinct random window starts of ``length`` bp in the blocks of ``split``, whose centre is at
+    least ``min_tss_distance`` from every TSS and whose N share is at most ``max_n_frac`` (shuffled)."""
+    n_bases = len(content.n_cs) - 1
+    cand: list[np.ndarray] = []
+    got = 0
+    for _ in range(200):
+        s = rng.integers(0, n_bases - length, size=max(4 * want, 1024))
+        keep = (s // block_size == (s + length - 1) // block_size) & (_block_split(s // block_size) == split)
+        keep &= _nearest(all_tss, s + length // 2) >= min_tss_distance
+        s = s[keep]
+        s = s[content.stats(s, length)[1] <= max_n_frac]
+        cand.append(s)
+        got += len(s)
+        if got >= want:
+            break
+    return rng.permutation(np.unique(np.concatenate(cand)))[:want]
+
+
+def _windows(text: str, starts: np.ndarray, strands: np.ndarray, length: int) -> list[str]:
+    """The ``length``-bp windows of ``text`` at ``starts``, reverse-complemented where the strand is ``-``."""
+    return [reverse_complement(text[s : s + length]) if st == "-" else text[s : s + length]
+            for s, st in zip(starts, strands)]  # fmt: skip
+
+
+def _chr20_task(rows: pd.DataFrame, **fields: Any) -> TaskData:
+    """A binary AUROC task on chr20 from ``rows`` (seq, label, start, end, strand, gc, name, split 0/1/2): each
+    split sorted by position; ``fields`` are the rest of :class:`TaskData`."""
+    rows = rows.assign(chrom=CHR20, label=rows["label"].astype(np.int64))
+    cols = ["seq", "label", "chrom", "start", "end", "strand", "gc", "name"]
+    parts = [rows[rows["split"] == k].sort_values(["start", "label"], kind="stable")[cols].reset_index(drop=True)
+             for k in range(3)]  # fmt: skip
+    return TaskData(kind="binary", train=parts[0], val=parts[1], test=parts[2], metrics=("auroc",), **fields)
+
+
 def promoter_chr20(
     seq_len: int = 1000,
     quick: bool | int = False,
@@ -437,24 +482,7 @@ def promoter_chr20(
         if n_pos == 0:
             continue
         want = pool_factor * n_pos if background == "gc" else n_pos
-        cand: list[np.ndarray] = []
-        got = 0
-        for _ in range(200):
-            s = rng.integers(0, len(arr) - seq_len, size=max(4 * want, 1024))
-            e = s + seq_len
-            c = s + half
-            keep = (s // block_size == (e - 1) // block_size) & (_block_split(s // block_size) == k)
-            keep &= _nearest(all_tss, c) >= min_tss_distance
-            s = s[keep]
-            if len(s):
-                _, nf = window_stats(s)
-                s = s[nf <= max_n_frac]
-            cand.append(s)
-            got += len(s)
-            if got >= want:
-                break
-        pool = np.unique(np.concatenate(cand))
-        pool = rng.permutation(pool)[:want]
+        pool = _background_starts(rng, content, all_tss, seq_len, k, want, min_tss_distance, max_n_frac, block_size)
         if len(pool) < n_pos:
             raise InputError(
                 f"only {len(pool)} background windows of {seq_len} bp available for {n_pos} promoters "
@@ -483,27 +511,12 @@ def promoter_chr20(
     rows = pd.concat([pos_df, *neg_rows], ignore_index=True)
     rows["end"] = rows["start"] + seq_len
     text = arr.tobytes().decode("ascii")
-    seqs = []
-    for s, st in zip(rows["start"].to_numpy(), rows["strand"].to_numpy()):
-        w = text[s : s + seq_len]
-        seqs.append(reverse_complement(w) if st == "-" else w)
-    rows["seq"] = seqs
-    rows["chrom"] = CHR20
-    rows["label"] = rows["label"].astype(np.int64)
-    cols = ["seq", "label", "chrom", "start", "end", "strand", "gc", "name"]
-    parts = []
-    for k in range(3):
-        part = rows[rows["split"] == k].sort_values(["start", "label"], kind="stable")
-        parts.append(part[cols].reset_index(drop=True))
-    task = TaskData(
+    rows["seq"] = _windows(text, rows["start"].to_numpy(), rows["strand"].to_numpy(), seq_len)
+    task = _chr20_task(
+        rows,
         name=f"promoter_chr20_{seq_len}",
-        kind="binary",
         classes=("background", "promoter"),
         seq_len=seq_len,
-        train=parts[0],
-        val=parts[1],
-        test=parts[2],
-        metrics=("auroc",),
         genome=fa,
         description=(
             f"GRCh37 chr20 {'/'.join(gene_types)} TSS +-{half} bp (strand-aware) vs "
@@ -574,17 +587,8 @@ def tss_context_chr20(
         n_pos = int(np.count_nonzero(p_split == k))
         if n_pos == 0:
             continue
-        want, cand = pool_factor * n_pos, []
-        for _ in range(200):
-            s_ = rng.integers(0, len(arr) - window, size=max(4 * want, 1024))
-            keep = (s_ // block_size == (s_ + window - 1) // block_size) & (_block_split(s_ // block_size) == k)
-            keep &= _nearest(all_tss, s_ + half) >= half + neg_clear
-            s_ = s_[keep]
-            s_ = s_[content.stats(s_, window)[1] <= max_n_frac]
-            cand.append(s_)
-            if sum(map(len, cand)) >= want:
-                break
-        pool = rng.permutation(np.unique(np.concatenate(cand)))[:want]
+        pool = _background_starts(rng, content, all_tss, window, k, pool_factor * n_pos, half + neg_clear,
+                                  max_n_frac, block_size)
         if len(pool) < n_pos:
             raise InputError(f"only {len(pool)} TSS-free windows of {window} bp for {n_pos} positives (split {k})")
         pool_gc, _ = content.stats(pool + half - core // 2, core)
@@ -594,23 +598,13 @@ def tss_context_chr20(
     rows["strand"] = np.where(rng.random(len(rows)) < 0.5, "+", "-")
     view = rows["start"].to_numpy() + half - seq_len // 2  # the central seq_len bases of each window
     text = arr.tobytes().decode("ascii")
-    rows["seq"] = [reverse_complement(text[v : v + seq_len]) if st == "-" else text[v : v + seq_len]
-                   for v, st in zip(view, rows["strand"].to_numpy())]  # fmt: skip
+    rows["seq"] = _windows(text, view, rows["strand"].to_numpy(), seq_len)
     rows["start"], rows["end"] = view, view + seq_len
-    rows["chrom"] = CHR20
-    rows["label"] = rows["label"].astype(np.int64)
-    cols = ["seq", "label", "chrom", "start", "end", "strand", "gc", "name"]
-    parts = [rows[rows["split"] == k].sort_values(["start", "label"], kind="stable")[cols].reset_index(drop=True)
-             for k in range(3)]  # fmt: skip
-    task = TaskData(
+    task = _chr20_task(
+        rows,
         name=f"tss_context_chr20_{seq_len}",
-        kind="binary",
         classes=("no_tss", "tss_beyond_core"),
         seq_len=seq_len,
-        train=parts[0],
-        val=parts[1],
-        test=parts[2],
-        metrics=("auroc",),
         genome=fa,
         description=(
             f"GRCh37 chr20 {window}-bp windows seen through their central {seq_len} bp: a {'/'.join(gene_types)} "
