@@ -313,6 +313,17 @@ def test_cli_pretrain_bad_input(tmp_path, capsys):
     assert main(["pretrain", "--fasta", fasta, "--out", str(tmp_path / "file")]) == 2
     assert "not a directory" in capsys.readouterr().err
     assert not (tmp_path / "o" / "model.safetensors").exists()
+    # the ablation and sitting flags: impossible combinations are one line each, before any file is written
+    for extra, needle in ((["--objective", "ntp"], "causal model"), (["--arch", "hyenadna"], "HyenaDNA is causal")):
+        argv = ["pretrain", "--fasta", fasta, "--out", str(tmp_path / "o"), *extra]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and needle in err and "\n" not in err
+    with pytest.raises(SystemExit) as stop:  # a usage error: argparse's exit, in the same one-line format
+        main(["pretrain", "--fasta", fasta, "--out", str(tmp_path / "o"), "--max-minutes", "0"])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and err.startswith("error: ") and "--max-minutes" in err and "\n" not in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_cli_pretrain_and_eval(tmp_path, capsys):
