@@ -199,3 +199,50 @@ def test_checker_fails_on_a_deliberate_cycle_and_an_upward_import(tmp_path: Path
 def test_relative_imports_are_resolved(tmp_path: Path, src: str) -> None:
     pkg = _toy_package(tmp_path, {"__init__.py": "", "ops/__init__.py": "", "ops/a.py": src, "ops/b.py": "g = 1\n"})
     assert import_graph(pkg)["caduceus_plugin.ops.a"] == {"caduceus_plugin.ops.b"}
+
+
+def legacy_imports(root: Path) -> list[str]:
+    """Imports inside the package that go through a 0.1 path (``caduceus_plugin._legacy.MOVED``).
+
+    Those names exist only once ``_legacy`` is installed, which ``import caduceus_plugin`` does after the gReLU hook:
+    a module reached from the hook that imports an old name fails when gReLU was imported first.
+    """
+    from caduceus_plugin._legacy import MOVED
+
+    modules = package_modules(root)
+    bad = []
+    for name, path in modules.items():
+        if name in EXEMPT:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            bad += [f"{name} imports {n} (now {MOVED[n]})" for n in names if n in MOVED]
+    return bad
+
+
+def test_the_package_never_imports_its_own_old_paths() -> None:
+    assert legacy_imports(PACKAGE) == []
+
+
+def test_old_path_checker_catches_one(tmp_path: Path) -> None:
+    pkg = _toy_package(tmp_path, {"__init__.py": "", "registry/__init__.py": "",
+                                  "registry/components.py": "from caduceus_plugin import hookspecs, settings\n"})
+    assert legacy_imports(pkg) == ["caduceus_plugin.registry.components imports caduceus_plugin.hookspecs "
+                                   "(now caduceus_plugin.registry.hookspecs)"]
+
+
+def test_grelu_imported_before_the_plugin() -> None:
+    """A gReLU user's script: ``import grelu.lightning`` first, then ours; the hook registers at once."""
+    import subprocess
+    import sys
+
+    code = ("import grelu.lightning, grelu.model.models as M\nimport caduceus_plugin\n"
+            "assert hasattr(M, 'CaduceusPSModel') and hasattr(M, 'caduceus_ps'), dir(M)\nprint('ok')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"

@@ -19,8 +19,9 @@ from typing import Any
 
 import pluggy
 
-from caduceus_plugin import hookspecs, settings
+from caduceus_plugin import settings
 from caduceus_plugin.errors import CaduceusError
+from caduceus_plugin.registry import hookspecs
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 DISABLE_ENV = settings.DISABLE_PLUGIN_AUTOLOAD.name
