@@ -667,8 +667,9 @@ _BUILDERS: dict[str, Any] = {
     "tss_context_chr20_16k": (tss_context_chr20, {"seq_len": 16384}),
 }
 
-# The benchmark suite's classification tasks (issue 6): name for load_task().
-BENCHMARK_TASKS: tuple[str, ...] = ("oct4_mafk", "splice", "promoter_chr20_1k", "promoter_chr20_16k")
+# The benchmark suite's classification tasks (caduceus bench's default budget): names for load_task().
+BENCHMARK_TASKS: tuple[str, ...] = ("oct4_mafk", "splice", "promoter_chr20_1k", "tss_context_chr20_1k",
+                                    "tss_context_chr20_16k")
 
 
 def load_task(

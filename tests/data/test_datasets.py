@@ -477,7 +477,8 @@ def test_variants_1kg_chr20_real(real_cache):
 
 
 def test_load_task_names(real_cache):
-    assert D.BENCHMARK_TASKS == ("oct4_mafk", "splice", "promoter_chr20_1k", "promoter_chr20_16k")
+    assert D.BENCHMARK_TASKS == ("oct4_mafk", "splice", "promoter_chr20_1k", "tss_context_chr20_1k",
+                                 "tss_context_chr20_16k")
     t = D.load_task("promoter_chr20_16k", quick=20)
     assert t.seq_len == 16384 and t.name == "promoter_chr20_16384"
     assert {len(s) for s in t.train["seq"]} == {16384}
