@@ -25,7 +25,7 @@ def _run(out: Path, task: str, model: str, seed: int, scores: np.ndarray | None,
         value = compare.headline("auroc" if scores.ndim == 1 else "accuracy", labels, scores)
     else:
         value = metric_value
-    metrics = {"auroc": value} if task == "oct4_mafk" else {"accuracy": value}
+    metrics = {"accuracy": value} if task == "splice" else {"auroc": value}
     (run / "metrics.json").write_text(json.dumps({"model": model, "seed": seed, "metrics": metrics,
                                                   "n_parameters": 10, "epochs": 1, "n_train": 5, "seq_len": 200,
                                                   "train_seconds": 1.0}))
@@ -94,3 +94,39 @@ def test_report_and_plot_use_the_comparison(tmp_path: Path) -> None:
     assert "- **oct4_mafk**: above chance with an interval that excludes 0: caduceus_ps;" in report
     assert "matches or beats" not in report  # the old one-sd wording is gone
     assert (tmp_path / "bench_metrics.png").stat().st_size > 0
+
+
+def test_context_gain_pairs_each_model_with_itself_on_the_same_windows(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 600)
+    long_, short = "tss_context_chr20_16k", "tss_context_chr20_1k"
+    rows = []
+    for seed in range(3):  # the short context: 3 seeds, near chance; the long one: seed 0 only, learned for ps
+        rows.append(_run(tmp_path, short, "caduceus_ps", seed, y * 0.2 + rng.random(600), y))
+        rows.append(_run(tmp_path, short, "cnn", seed, rng.random(600), y))
+    rows.append(_run(tmp_path, long_, "caduceus_ps", 0, y + rng.normal(0, 0.7, 600), y))
+    rows.append(_run(tmp_path, long_, "cnn", 0, rng.random(600), y))
+    rows.append(_run(tmp_path, long_, "hyenadna", 0, rng.random(600), y))  # no short run: no row
+    tasks = {short: "auroc", long_: "auroc"}
+    loaded = compare.load_all(tmp_path, tasks, ["caduceus_ps", "cnn", "hyenadna"])
+    ctx = {r["model"]: r for r in compare.context_gain(loaded, tasks, {long_: short})}
+    assert set(ctx) == {"caduceus_ps", "cnn"}
+    ps = ctx["caduceus_ps"]
+    assert ps["n_seeds"] == 1 and ps["verdict"] == "better" and ps["ci_low"] > 0
+    assert ps["diff"] == pytest.approx(ps["long"] - ps["short"])
+    assert ps["short"] == pytest.approx(json.loads((tmp_path / "runs" / short / "caduceus_ps" / "seed0" /
+                                                    "metrics.json").read_text())["metrics"]["auroc"])
+    assert ps["method"].startswith("bootstrap over 1 seed(s) and 600 items")
+    assert ctx["cnn"]["verdict"] == "no detectable difference"
+    # different test windows cannot be paired by window; one seed gives no t interval either
+    bad = tmp_path / "other"
+    _run(bad, short, "cnn", 0, rng.random(600), y)
+    _run(bad, long_, "cnn", 0, rng.random(600), 1 - y)
+    (row,) = compare.context_gain(compare.load_all(bad, tasks, ["cnn"]), tasks, {long_: short})
+    assert row["verdict"] == "no interval"
+    budget = {t: FULL_BUDGET[t] for t in (short, long_)}
+    write_results(tmp_path, rows, budget, "caduceus bench", tmp_path / "REPORT.md", {})
+    csv = (tmp_path / "bench_context.csv").read_text().splitlines()
+    assert csv[0] == ",".join(compare.CONTEXT_COLUMNS) and len(csv) == 3
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "## Does context help?" in report and "Context helps (interval above 0): caduceus_ps." in report

@@ -13,6 +13,10 @@ each replicate redraws the seeds and the examples with replacement and recompute
 test set and the run-to-run variation are in it. Older runs without predictions fall back to a Student-t interval
 over the per-seed differences (paired by seed), which needs at least 2 seeds and is wide with 3. A verdict is given
 only where the interval excludes 0: ``better`` / ``worse``, else ``no detectable difference``.
+
+``bench_context.csv`` (:func:`context_gain`) asks whether context helps: each model against itself on the same
+windows seen through a shorter context (the long-range task's 16 kbp against its 1 kbp view), paired by seed and
+test window, with the same interval.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from caduceus_plugin.data.stats import Interval, auroc, bootstrap, seed_t_interv
 from caduceus_plugin.hosts.grelu.train import PREDICTIONS_FILE
 
 COLUMNS = ("task", "model", "baseline", "metric", "diff", "ci_low", "ci_high", "n_seeds", "verdict", "method")
+CONTEXT_COLUMNS = ("task", "short_task", "model", "metric", "short", "long", "diff", "ci_low", "ci_high", "n_seeds",
+                   "verdict", "method")
 
 
 def headline(metric: str, labels: np.ndarray, scores: np.ndarray) -> float:
@@ -136,18 +142,44 @@ def compare(
     return rows
 
 
+def context_gain(
+    loaded: dict[str, dict[str, Runs]], tasks: dict[str, str], pairs: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Rows of ``bench_context.csv``: for each ``long task -> short task`` of ``pairs`` (the same windows through
+    two contexts) and each model run on both, the headline metric with the long context minus that with the short,
+    over the seeds both have (paired by seed and, where predictions were saved on identical test labels, by test
+    window). ``short`` and ``long`` are the metric averaged over those seeds."""
+    rows = []
+    for t, (long_task, short_task) in enumerate(pairs.items()):
+        if long_task not in loaded or short_task not in loaded:
+            continue
+        metric = tasks[long_task]
+        for j, (model, a) in enumerate(loaded[long_task].items()):
+            b = loaded[short_task].get(model)
+            seeds = [] if b is None else sorted(set(a.metric_by_seed) & set(b.metric_by_seed))
+            if not seeds:
+                continue
+            iv = _interval(metric, a, b, seeds, 50_000 + 1000 * t + j, None)
+            rows.append({"task": long_task, "short_task": short_task, "model": model, "metric": metric,
+                         "short": float(np.mean([b.metric_by_seed[s] for s in seeds])),
+                         "long": float(np.mean([a.metric_by_seed[s] for s in seeds])), "diff": iv.estimate,
+                         "ci_low": iv.low, "ci_high": iv.high, "n_seeds": len(seeds),
+                         "verdict": verdict(iv) if np.isfinite(iv.low) else "no interval", "method": iv.method})
+    return rows
+
+
 def chance_levels(loaded: dict[str, dict[str, Runs]], tasks: dict[str, str]) -> dict[str, float]:
     """The chance level of each task's headline metric where it is known (:func:`task_chance_level`)."""
     levels = {task: task_chance_level(metric, loaded[task]) for task, metric in tasks.items()}
     return {task: v for task, v in levels.items() if v is not None}
 
 
-def to_csv(rows: list[dict[str, Any]]) -> str:
+def to_csv(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> str:
     import csv
     import io
 
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
     w.writeheader()
     for r in rows:
         w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})

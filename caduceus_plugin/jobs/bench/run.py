@@ -91,6 +91,8 @@ FULL_BUDGET = {
     "tss_context_chr20_16k": TaskBudget("tss_context_chr20_16k", "tss_context_chr20", "auroc", 128, 1, 1, 4,
                                         ("data.seq_len=16384", *_TSS), n_seeds=1),
 }
+#: Tasks that are the same windows through a longer and a shorter context: long -> short (bench_context.csv).
+CONTEXT_PAIRS = {"tss_context_chr20_16k": "tss_context_chr20_1k"}
 #: The authors' fine-tuning protocol (spec 5.2; paper App. D) for users with a GPU (``trainer=gpu``): Genomic
 #: Benchmarks-like tasks 10 epochs, batch 256 (16 kbp: 32, what fits), lr 2e-3, 5 seeds, no early stopping (the
 #: best validation checkpoint is kept); the NT splice task 20 epochs, batch 128, lr 1e-3, 10 seeds. Full data.
@@ -162,6 +164,7 @@ def write_results(out: Path, rows: list[dict[str, Any]], budget: dict[str, TaskB
         _write_atomic(out / "bench_runs.csv", pl.DataFrame(rows).write_csv())
     summary = summarise(rows)
     compared: list[dict[str, Any]] = []
+    context: list[dict[str, Any]] = []
     levels: dict[str, float] = {}
     if len(summary):
         from caduceus_plugin.jobs.bench import compare
@@ -174,8 +177,11 @@ def write_results(out: Path, rows: list[dict[str, Any]], budget: dict[str, TaskB
         compared = compare.compare(loaded, tasks)
         levels = compare.chance_levels(loaded, tasks)
         _write_atomic(out / "bench_compare.csv", compare.to_csv(compared))
+        context = compare.context_gain(loaded, tasks, {k: v for k, v in CONTEXT_PAIRS.items() if v in tasks})
+        if context:
+            _write_atomic(out / "bench_context.csv", compare.to_csv(context, compare.CONTEXT_COLUMNS))
         _plot(summary, budget, out / "bench_metrics.png", levels)
-    _write_atomic(report, _report(summary, budget, command, out, report, extras, compared, levels))
+    _write_atomic(report, _report(summary, budget, command, out, report, extras, compared, levels, context))
 
 
 def _plot(summary: Any, budget: dict[str, TaskBudget], path: Path, levels: dict[str, float]) -> None:
@@ -210,7 +216,8 @@ def _fmt(mean: Any, sd: Any) -> str:
 
 
 def _report(summary: Any, budget: dict[str, TaskBudget], command: str, out: Path, report: Path,
-            extras: dict[str, str], compared: list[dict[str, Any]], levels: dict[str, float]) -> str:
+            extras: dict[str, str], compared: list[dict[str, Any]], levels: dict[str, float],
+            context: list[dict[str, Any]] | None = None) -> str:
     import torch
 
     rel = os.path.relpath(out, report.parent)
@@ -238,6 +245,7 @@ def _report(summary: Any, budget: dict[str, TaskBudget], command: str, out: Path
                          f"{r['train_seconds']:.0f} |")
         lines.append("")
     lines += _findings(compared, budget, levels, rel)
+    lines += _context_section(context or [], rel)
     lines += ["## The paper's numbers where a task matches", ""]
     for task, (what, nums) in PAPER.items():
         if task in budget:
@@ -285,6 +293,25 @@ def _findings(compared: list[dict[str, Any]], budget: dict[str, TaskBudget], lev
     lines += ["", "Read these with the budget above: the same for every model, no tuning of any one model. Caduceus "
               "also costs several times more compute per token than HyenaDNA at equal parameters (bi-directional, "
               "and PS runs both strands), which the train-seconds column shows.", ""]
+    return lines
+
+
+def _context_section(context: list[dict[str, Any]], rel: str) -> list[str]:
+    """Does context help each model: the same windows through two contexts (``bench_context.csv``)."""
+    if not context:
+        return []
+    lines = ["## Does context help? (the same windows, the same training budget, two contexts)", "",
+             f"From [`bench_context.csv`]({rel}/bench_context.csv): each model against itself on the same test "
+             "windows seen through the long context and through the short one (its central part), paired by seed "
+             "and window; the interval as above, over the seeds both contexts ran.", "",
+             "| task | vs | model | metric | short | long | long − short | 95 % interval | seeds | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in context:
+        iv = f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]" if np.isfinite(r["ci_low"]) else "–"
+        lines.append(f"| {r['task']} | {r['short_task']} | {r['model']} | {r['metric']} | {r['short']:.3f} | "
+                     f"{r['long']:.3f} | {r['diff']:+.3f} | {iv} | {r['n_seeds']} | **{r['verdict']}** |")
+    helped = [r["model"] for r in context if r["verdict"] == "better"]
+    lines += ["", f"Context helps (interval above 0): {', '.join(helped) if helped else '**no model**'}.", ""]
     return lines
 
 
