@@ -120,6 +120,16 @@ def _interval(metric: str, a: Runs, b: Runs | None, seeds: list[int], seed: int,
     return seed_t_interval(np.array([a.metric_by_seed[s] - b.metric_by_seed[s] for s in seeds]))
 
 
+def row_verdict(iv: Interval) -> str:
+    """The verdict of a row: :func:`~caduceus_plugin.data.stats.verdict`, or ``no interval`` where none exists."""
+    return verdict(iv) if np.isfinite(iv.low) else "no interval"
+
+
+def format_interval(low: float, high: float) -> str:
+    """``[+0.012, +0.034]`` for the report's tables, ``–`` where there is no interval."""
+    return f"[{low:+.3f}, {high:+.3f}]" if np.isfinite(low) else "–"
+
+
 def compare(
     loaded: dict[str, dict[str, Runs]], tasks: dict[str, str], baseline: str = "hyenadna"
 ) -> list[dict[str, Any]]:
@@ -135,9 +145,8 @@ def compare(
             for name, other in against:
                 seeds = sorted(s for s in r.metric_by_seed if other is None or s in other.metric_by_seed)
                 iv = _interval(metric, r, other, seeds, 1000 * t + j, level)
-                v = verdict(iv) if np.isfinite(iv.low) else "no interval"
                 rows.append({"task": task, "model": model, "baseline": name, "metric": metric, "diff": iv.estimate,
-                             "ci_low": iv.low, "ci_high": iv.high, "n_seeds": len(seeds), "verdict": v,
+                             "ci_low": iv.low, "ci_high": iv.high, "n_seeds": len(seeds), "verdict": row_verdict(iv),
                              "method": iv.method})  # fmt: skip
     return rows
 
@@ -164,7 +173,7 @@ def context_gain(
                          "short": float(np.mean([b.metric_by_seed[s] for s in seeds])),
                          "long": float(np.mean([a.metric_by_seed[s] for s in seeds])), "diff": iv.estimate,
                          "ci_low": iv.low, "ci_high": iv.high, "n_seeds": len(seeds),
-                         "verdict": verdict(iv) if np.isfinite(iv.low) else "no interval", "method": iv.method})
+                         "verdict": row_verdict(iv), "method": iv.method})
     return rows
 
 

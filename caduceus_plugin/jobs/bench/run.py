@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from caduceus_plugin.errors import CaduceusError, InputError
 from caduceus_plugin.fileio import atomic_write
 from caduceus_plugin.fileio import atomic_write_text as _write_atomic
@@ -270,9 +268,10 @@ def _findings(compared: list[dict[str, Any]], budget: dict[str, TaskBudget], lev
              "else a t interval over the per-seed differences.", "",
              "| task | model | vs | metric | difference | 95 % interval | seeds | verdict | method |",
              "|---|---|---|---|---|---|---|---|---|"]
+    from caduceus_plugin.jobs.bench.compare import format_interval
+
     for r in compared:
-        lo, hi = r["ci_low"], r["ci_high"]
-        iv = f"[{lo:+.3f}, {hi:+.3f}]" if np.isfinite(lo) else "–"
+        iv = format_interval(r["ci_low"], r["ci_high"])
         lines.append(f"| {r['task']} | {r['model']} | {r['baseline']} | {r['metric']} | {r['diff']:+.3f} | {iv} | "
                      f"{r['n_seeds']} | **{r['verdict']}** | {r['method']} |")
     lines.append("")
@@ -306,8 +305,10 @@ def _context_section(context: list[dict[str, Any]], rel: str) -> list[str]:
              "and window; the interval as above, over the seeds both contexts ran.", "",
              "| task | vs | model | metric | short | long | long − short | 95 % interval | seeds | verdict |",
              "|---|---|---|---|---|---|---|---|---|---|"]
+    from caduceus_plugin.jobs.bench.compare import format_interval
+
     for r in context:
-        iv = f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]" if np.isfinite(r["ci_low"]) else "–"
+        iv = format_interval(r["ci_low"], r["ci_high"])
         lines.append(f"| {r['task']} | {r['short_task']} | {r['model']} | {r['metric']} | {r['short']:.3f} | "
                      f"{r['long']:.3f} | {r['diff']:+.3f} | {iv} | {r['n_seeds']} | **{r['verdict']}** |")
     helped = [r["model"] for r in context if r["verdict"] == "better"]
