@@ -97,3 +97,20 @@ def test_paper_budget_is_the_authors_protocol(tmp_path: Path, monkeypatch: pytes
             "early_stopping_patience=0"} <= set(ov)
     with pytest.raises(Exception, match="unknown --budget"):
         bench.run_bench(["cnn"], None, [0], tmp_path, tmp_path / "R.md", budget_name="huge")
+
+
+def test_budgets_cover_the_benchmark_tasks() -> None:
+    """The default budget is the suite ``caduceus_plugin.data.BENCHMARK_TASKS`` names, in its order; the paper
+    budget covers the same tasks; every budget's key is its task's name and names a loadable task with its data."""
+    from caduceus_plugin.data import BENCHMARK_TASKS
+    from caduceus_plugin.data.tasks import _BUILDERS
+    from caduceus_plugin.jobs.bench.run import BUDGETS, CONTEXT_PAIRS, FULL_BUDGET, PAPER_BUDGET
+
+    assert tuple(FULL_BUDGET) == BENCHMARK_TASKS
+    assert set(PAPER_BUDGET) == set(FULL_BUDGET)
+    for budget in BUDGETS.values():
+        for key, task in budget.items():
+            assert task.name == key and key in _BUILDERS and task.data in _BUILDERS
+    for long_, short in CONTEXT_PAIRS.items():
+        assert long_ in FULL_BUDGET and short in FULL_BUDGET
+        assert FULL_BUDGET[long_].data == FULL_BUDGET[short].data
