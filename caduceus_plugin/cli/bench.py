@@ -21,9 +21,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.report_only:
         from caduceus_plugin.jobs.bench.run import report_only
 
-        fn = None if args.no_vep and (out / "extras.json").exists() else (
-            lambda: extras(out, quick=quick, skip_vep=args.no_vep))
-        rows = report_only(out, report, quick, command, fn, budget_name=args.budget)
+        rows = report_only(out, report, quick, command, lambda: extras(out, quick=quick, skip_vep=args.no_vep),
+                           budget_name=args.budget)
         print(f"bench: report rebuilt from {len(rows)} runs; {report}")
         return 0
     weights = {}
@@ -55,7 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="the same as --budget quick")
     p.add_argument("--out", default="benchmarks/results/bench", help="tables, plots, per-run logs")
     p.add_argument("--report", help="Markdown report path (default OUT/REPORT.md)")
-    p.add_argument("--no-vep", action="store_true", help="skip the zero-shot variant-effect section")
+    p.add_argument("--no-vep", action="store_true",
+                   help="do not compute the zero-shot variant-effect section (minutes); one saved in "
+                        "OUT/extras.json by an earlier run is kept")
     p.add_argument("--report-only", action="store_true",
                    help="rebuild tables, plot and report from the runs already in --out (no training)")
     p.add_argument("--weights", nargs="*", default=[], metavar="MODEL=DIR",

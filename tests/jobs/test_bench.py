@@ -114,3 +114,29 @@ def test_budgets_cover_the_benchmark_tasks() -> None:
     for long_, short in CONTEXT_PAIRS.items():
         assert long_ in FULL_BUDGET and short in FULL_BUDGET
         assert FULL_BUDGET[long_].data == FULL_BUDGET[short].data
+
+
+def test_a_suite_run_in_sittings_keeps_every_command_and_the_skipped_sections(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second invocation into the same OUT (other tasks, ``--no-vep``) adds its command to the history and keeps
+    the variant-effect section the first one computed; ``--report-only`` shows itself without joining the history."""
+    monkeypatch.setattr(bench, "run_sweep", _fake_sweep(set()))
+    first = {"Zero-shot variant effect": "VEP TABLE v1", "Compute": "compute v1"}
+    bench.run_bench(["cnn"], ["oct4_mafk"], [0], tmp_path, tmp_path / "R.md", quick=True,
+                    command="caduceus bench --tasks oct4_mafk", extras_fn=lambda: dict(first))
+    bench.run_bench(["cnn"], ["splice"], [0], tmp_path, tmp_path / "R.md", quick=True,
+                    command="caduceus bench --tasks splice --no-vep", extras_fn=lambda: {"Compute": "compute v2"})
+    history = (tmp_path / "command.txt").read_text().splitlines()
+    assert [h.split(None, 1)[1] for h in history] == ["caduceus bench --tasks oct4_mafk",
+                                                      "caduceus bench --tasks splice --no-vep"]
+    report = (tmp_path / "R.md").read_text()
+    assert "`caduceus bench --tasks oct4_mafk`" in report and "`caduceus bench --tasks splice --no-vep`" in report
+    assert "VEP TABLE v1" in report and "compute v2" in report and "compute v1" not in report
+    assert json.loads((tmp_path / "extras.json").read_text()) == {"Zero-shot variant effect": "VEP TABLE v1",
+                                                                  "Compute": "compute v2"}
+    rows = bench.report_only(tmp_path, tmp_path / "R.md", True, "caduceus bench --report-only",
+                             lambda: {"Compute": "compute v3"})
+    assert {r["task"] for r in rows} == {"oct4_mafk", "splice"}
+    report = (tmp_path / "R.md").read_text()
+    assert "`caduceus bench --report-only` — tables and report rebuilt" in report and "VEP TABLE v1" in report
+    assert (tmp_path / "command.txt").read_text().splitlines() == history

@@ -10,7 +10,9 @@ partial results) into
 * ``OUT/bench_compare.csv`` — each model's headline metric against HyenaDNA and against chance, with a 95 %
   interval and a verdict only where the interval excludes 0 (:mod:`caduceus_plugin.jobs.bench.compare`);
 * ``OUT/bench_metrics.png`` — the headline metric per task per model (mean ± sd), chance / majority drawn as lines;
-* ``REPORT`` (Markdown) — the tables, plots, the command, the machine, the paper's published numbers where a task
+* ``OUT/command.txt`` — every invocation that trained into OUT, oldest first, one ``DATE  COMMAND`` line each (a
+  suite run in several sittings says so in its report; ``  # ...`` after a command is a remark);
+* ``REPORT`` (Markdown) — the tables, plots, the commands, the machine, the paper's published numbers where a task
   matches, the zero-shot variant-effect section and the compute section (from ``benchmarks/compute.py``).
 
 The budget (training subsample, epochs, patience) is the same for every model of a task; ``--quick`` shrinks it to
@@ -23,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -213,6 +216,29 @@ def _fmt(mean: Any, sd: Any) -> str:
     return f"{mean:.3f} ± {sd:.3f}" if sd is not None else f"{mean:.3f}"
 
 
+_DATED = re.compile(r"(\d{4}-\d{2}-\d{2})\s+(.*)")
+
+
+def _command_lines(command: str) -> list[str]:
+    """The report's command line(s): one command as is; a history (``DATE  COMMAND  # remark`` lines) as a list."""
+    history = [ln.strip() for ln in command.splitlines() if ln.strip()]
+    if len(history) == 1 and not _DATED.match(history[0]):
+        return [f"Command: `{history[0]}`  "]
+    lines = ["Commands, oldest first (every invocation that wrote into this folder):", ""]
+    for ln in history:
+        dated = _DATED.match(ln)
+        date, cmd = dated.groups() if dated else ("", ln)
+        cmd, _, remark = cmd.partition("  # ")
+        lines.append(f"- {date + ': ' if date else ''}`{cmd.strip()}`{' — ' + remark.strip() if remark else ''}")
+    return [*lines, ""]
+
+
+def _history(out: Path) -> list[str]:
+    """The invocations saved in OUT/command.txt, oldest first."""
+    saved = out / "command.txt"
+    return [ln for ln in saved.read_text().splitlines() if ln.strip()] if saved.exists() else []
+
+
 def _report(summary: Any, budget: dict[str, TaskBudget], command: str, out: Path, report: Path,
             extras: dict[str, str], compared: list[dict[str, Any]], levels: dict[str, float],
             context: list[dict[str, Any]] | None = None) -> str:
@@ -220,7 +246,7 @@ def _report(summary: Any, budget: dict[str, TaskBudget], command: str, out: Path
 
     rel = os.path.relpath(out, report.parent)
     lines = ["# Benchmark: Caduceus-PS/Ph vs HyenaDNA, Enformer and a CNN on real genomic tasks", "",
-             f"Command: `{command}`  ", f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, "
+             *_command_lines(command), f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, "
              f"{platform.processor() or 'cpu'}; torch {torch.__version__} ({torch.get_num_threads()} threads); "
              f"python {platform.python_version()}; {time.strftime('%Y-%m-%d')}.", "",
              "Every model gets the same pooled head (mean over valid positions, then linear), the same training "
@@ -322,9 +348,9 @@ def report_only(out: Path, report: Path, quick: bool, command: str, extras_fn: A
     rows = _collect(out)
     if not rows:
         raise InputError(f"no finished runs under {out / 'runs'}: run `caduceus bench` first")
-    saved = out / "command.txt"
-    if saved.exists():
-        command = f"{saved.read_text().strip()}` — tables and report rebuilt from its runs with `{command}"
+    history = _history(out)
+    if history:  # this invocation trains nothing: it is shown, not saved
+        command = "\n".join([*history, f"{time.strftime('%Y-%m-%d')}  {command}  # tables and report rebuilt"])
     tasks = {r["task"] for r in rows}
     budget_all = budget_table("quick" if quick else budget_name)
     budget = {t: budget_all.get(t, FULL_BUDGET[t]) for t in FULL_BUDGET if t in tasks}
@@ -333,13 +359,18 @@ def report_only(out: Path, report: Path, quick: bool, command: str, extras_fn: A
 
 
 def _extras(out: Path, extras_fn: Any) -> dict[str, str]:
-    """Extra report sections, computed by ``extras_fn`` (kept in OUT/extras.json) or reused from that file."""
+    """Extra report sections, kept in OUT/extras.json: the saved ones, updated with those ``extras_fn`` computes.
+
+    A section the call does not compute (``--no-vep`` skips the variant-effect one, which costs minutes) keeps its
+    saved text, so a partial rerun into an existing OUT does not drop it from the report.
+    """
     cache = out / "extras.json"
-    if extras_fn is not None:
-        extras = extras_fn()
-        _write_atomic(cache, json.dumps(extras, indent=1))
-        return extras
-    return json.loads(cache.read_text()) if cache.exists() else {}
+    saved = json.loads(cache.read_text()) if cache.exists() else {}
+    if extras_fn is None:
+        return saved
+    extras = {**saved, **extras_fn()}
+    _write_atomic(cache, json.dumps(extras, indent=1))
+    return extras
 
 
 def run_sweep(task: TaskBudget, model: str, seeds: list[int], out: Path, extra: list[str],
@@ -387,7 +418,9 @@ def run_bench(models: list[str], tasks: list[str] | None, seeds: list[int], out:
         if not Path(path).exists():
             raise InputError(f"--weights {m}={path}: no such file or directory")
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "command.txt", command + "\n")
+    history = [*_history(out), f"{time.strftime('%Y-%m-%d')}  {command}"]
+    _write_atomic(out / "command.txt", "\n".join(history) + "\n")
+    command = "\n".join(history)
     failures: list[str] = []
     bar = tqdm([(t, m) for t in tasks for m in models], desc="bench", unit="sweep", disable=not sys.stderr.isatty())
     for task, model in bar:
