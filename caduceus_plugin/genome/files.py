@@ -25,13 +25,25 @@ def is_bgzf(path: Path) -> bool:
     return len(head) >= 14 and head[:4] == b"\x1f\x8b\x08\x04" and head[12:14] == b"BC"
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def has_utf8_bom(path: Path) -> bool:
+    """Whether an uncompressed file starts with a UTF-8 byte-order mark."""
+    return _magic(path, 3) == UTF8_BOM
+
+
 def open_text(path: str | os.PathLike[str], what: str) -> io.TextIOBase:
-    """Open a plain or gzip-compressed text file, or raise :class:`InputError` saying why it cannot be read."""
+    """Open a plain or gzip-compressed text file, or raise :class:`InputError` saying why it cannot be read.
+
+    UTF-8, with a leading byte-order mark dropped (Windows editors and spreadsheets write one; kept, it would be part
+    of the first chromosome name).
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{what} file {path} does not exist")
     if path.is_dir():
         raise InputError(f"{what} path {path} is a directory, not a file")
     if is_gzip(path):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")  # type: ignore[arg-type]
-    return open(path, encoding="utf-8")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")  # type: ignore[arg-type]
+    return open(path, encoding="utf-8-sig")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from caduceus_plugin.errors import InputError
-from caduceus_plugin.genome.files import is_bgzf, is_gzip
+from caduceus_plugin.genome.files import UTF8_BOM, has_utf8_bom, is_bgzf, is_gzip
 
 
 @dataclass
@@ -69,9 +69,10 @@ def _variant_file(path: Path, mode: str = "r", **kwargs: Any) -> Iterator[Any]:
 
     with contextlib.ExitStack() as stack:
         source = path
-        if mode == "r" and path.is_file() and is_gzip(path) and not is_bgzf(path):
-            # plain gzip (not bgzip): htslib cannot seek in it, so read a decompressed temporary copy
-            source = stack.enter_context(_gunzipped(path))
+        if mode == "r" and path.is_file() and ((is_gzip(path) and not is_bgzf(path)) or has_utf8_bom(path)):
+            # plain gzip (not bgzip): htslib cannot seek in it; a byte-order mark (Windows editors) hides the
+            # ##fileformat line from it. Read a temporary plain copy instead.
+            source = stack.enter_context(_plain_copy(path))
         verbosity = pysam.set_verbosity(0)
         stack.callback(pysam.set_verbosity, verbosity)
         try:
@@ -83,7 +84,8 @@ def _variant_file(path: Path, mode: str = "r", **kwargs: Any) -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def _gunzipped(path: Path) -> Iterator[Path]:
+def _plain_copy(path: Path) -> Iterator[Path]:
+    """A temporary uncompressed copy of ``path`` (plain or gzip) without a leading UTF-8 byte-order mark."""
     import gzip
     import shutil
     import tempfile
@@ -91,7 +93,9 @@ def _gunzipped(path: Path) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="caduceus-vcf-") as tmp:
         plain = Path(tmp) / (path.name[: -len(".gz")] if path.name.endswith(".gz") else path.name + ".vcf")
         try:
-            with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
+            with (gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")) as src, open(plain, "wb") as dst:
+                head = src.read(len(UTF8_BOM))
+                dst.write(b"" if head == UTF8_BOM else head)
                 shutil.copyfileobj(src, dst)
         except (OSError, EOFError) as err:
             raise InputError(f"cannot decompress VCF {path} ({err}): is the gzip file complete?") from None

@@ -88,6 +88,20 @@ def test_bed_reading_skips_headers_keeps_extra_columns_and_reads_gzip(tmp_path: 
     assert bed3.strand == ["."] and list(bed3.columns) == ["chrom", "start", "end"]
 
 
+def test_bed_from_a_windows_editor_reads_like_a_plain_one(tmp_path: Path) -> None:
+    """A UTF-8 byte-order mark and CRLF line ends (Notepad, Excel's "CSV UTF-8") change nothing, plain or gzip."""
+    import gzip
+
+    text = "20\t10\t20\tr1\r\n20\t30\t40\tr2\r\n"
+    for gz in (False, True):
+        path = tmp_path / f"win{gz}.bed"
+        data = b"\xef\xbb\xbf" + text.encode()
+        path.write_bytes(gzip.compress(data) if gz else data)
+        bed = read_bed(path)
+        assert bed.chrom == ["20", "20"] and bed.start == [10, 30] and bed.end == [20, 40]
+        assert bed.columns["name"] == ["r1", "r2"]
+
+
 def test_resize_is_centred_on_genomic_coordinates() -> None:
     """kipoiseq's centre of an odd-width interval rounds up; the strand is not used, so both strands of an
     interval get the same bases."""
@@ -114,6 +128,23 @@ def test_vcf_multiallelic_records_are_split(tmp_path: Path) -> None:
         (5, "A", "T", 3, 3),
         (9, "AC", "A", 1, 1),
     ]
+
+
+def test_vcf_with_a_byte_order_mark_and_crlf_reads_like_a_plain_one(tmp_path: Path) -> None:
+    """htslib does not see ``##fileformat`` behind a UTF-8 byte-order mark; the reader drops the mark (plain or
+    gzip) and leaves the file itself alone."""
+    import gzip
+
+    text = "##fileformat=VCFv4.2\r\n##contig=<ID=20>\r\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\r\n"
+    text += "20\t5\trs1\tA\tC\t.\t.\t.\r\n20\t9\trs2\tG\tT\t.\t.\t.\r\n"
+    for gz in (False, True):
+        path = tmp_path / ("bom.vcf.gz" if gz else "bom.vcf")
+        written = gzip.compress(b"\xef\xbb\xbf" + text.encode()) if gz else b"\xef\xbb\xbf" + text.encode()
+        path.write_bytes(written)
+        rows = read_vcf(path)
+        assert [(r.chrom, r.pos, r.id, r.ref, r.alt) for r in rows] == [("20", 5, "rs1", "A", "C"),
+                                                                        ("20", 9, "rs2", "G", "T")]
+        assert path.read_bytes() == written
 
 
 def test_real_slice_matches_1000_genomes_ref_alleles(tmp_path: Path) -> None:
