@@ -280,3 +280,40 @@ def test_ablation_verdicts_follow_the_interval(tmp_path: Path) -> None:
     header = (tmp_path / "ablation.csv").read_text().splitlines()[0]
     assert header == "comparison,length,seed,model,params,tokens,heldout_ce"
     assert (tmp_path / "ablation_compare.csv").exists() and (tmp_path / "curves.png").stat().st_size > 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# benchmarks/train_builtin.py: the next built-in model's recipe and the run's status (no training here)
+
+train_builtin = _load("train_builtin")
+
+
+def test_builtin_recipe_is_the_issue_s_model(tmp_path: Path) -> None:
+    """About 2M parameters, >= 80M tokens (20x the shipped 4.1M) at 1 kbp, float32 weights under 10 MB, held out
+    where the shipped model's validation is, and every sitting resumes."""
+    from caduceus_plugin.jobs.pretrain.run import build_model
+
+    cfg = train_builtin.config(tmp_path / "run", "chr20.fa", 30.0, 2)
+    model = build_model(cfg)
+    n = sum(p.numel() for p in model.parameters())
+    assert n == 1_934_592 and n * 4 < 10_000_000
+    assert cfg.steps * cfg.batch_size * cfg.seq_len >= 80_000_000 and cfg.seq_len >= 1024
+    assert cfg.rcps and cfg.resume and cfg.max_minutes == 30.0 and not cfg.augment
+    assert cfg.val_region == "chr20:1-4000000" and cfg.identity()["d_model"] == 256
+
+
+def test_builtin_status_reads_the_run(tmp_path: Path) -> None:
+    import json
+
+    assert "not started" in train_builtin.status(tmp_path)
+    hist = [{"step": s, "tokens_seen": s * 16384, "elapsed_s": s * 16.384, "val_loss": 1.30 - s / 10_000,
+             "val_accuracy": 0.4 + s / 100_000} for s in (50, 100, 150, 200)]
+    (tmp_path / "training.json").write_text(json.dumps({
+        "history": hist, "sittings": [{"from_step": 0}, {"from_step": 150}], "complete": False,
+        "settings": {"seq_len": 1024, "val_windows": 64, "seed": 0}}))
+    text = train_builtin.status(tmp_path)
+    assert "step 200/5,000, 3,276,800 of 81,920,000 tokens (4.0%), 2 sitting(s)" in text
+    assert "val loss 1.2800" in text and "rate 1,000 tokens/s" in text and "about 21.8 h left" in text
+    shipped = json.loads((Path(__file__).parents[1] / "caduceus_plugin" / "weights" / "grch37_chr20_ps" /
+                          "training.json").read_text())["history"][-1]["val_loss"]
+    assert f"margin now {shipped - 1.28:+.4f} nats" in text and "the same windows" in text
