@@ -67,7 +67,7 @@ def status(out: Path) -> str:
                      f"{ref['val_loss']:.4f}, accuracy {ref['val_accuracy']:.4f}; margin now "
                      f"{ref['val_loss'] - last['val_loss']:+.4f} nats (positive: the new model is ahead)")
     if info.get("complete"):
-        lines.append("  complete: evaluate it with `caduceus pretrain eval` before it replaces the shipped model")
+        lines.append("  complete: evaluate it with `caduceus pretrain-eval` before it replaces the shipped model")
     return "\n".join(lines)
 
 
