@@ -34,6 +34,27 @@ def test_stream_equals_full_forward(overrides: dict, chunk_len: int, stash: int)
     assert rel_err(streamed, full) < 1e-6
 
 
+@pytest.mark.parametrize("rcps", [True, False])
+def test_numba_path_does_the_norms_and_strand_flips_in_its_kernels(rcps: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    mn = pytest.importorskip("caduceus_plugin.ops.numba.stream")
+    calls = {"norm_gather": 0, "scatter": 0}
+    for name in calls:
+        original = getattr(mn, name)
+
+        def spy(*args, _original=original, _name=name, **kwargs):  # type: ignore[no-untyped-def]
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(mn, name, spy)
+    model = tiny_model(1, rcps=rcps, n_layer=3)
+    ids = random_ids(2, 40, 1, with_specials=True)
+    with torch.no_grad(), caduceus_plugin.scan_backend("numba"):
+        full = model.caduceus(ids, stream=False)
+        streamed = backbone_stream(model.backbone, model.backbone.embeddings(ids), 16, 0)
+    assert calls["norm_gather"] >= 3 * 3 and calls["scatter"] >= 3 * 3  # 3 layers x 3 pieces, at least
+    assert rel_err(streamed, full) < 1e-6
+
+
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("name", ["ps_d32_l2_fused", "ph_d24_l2_fused"])

@@ -113,3 +113,57 @@ def test_scan_adds_acc_and_rounds_once_to_bf16(reverse: bool) -> None:
     assert y16.dtype == torch.bfloat16
     assert ((y16.float() - y_acc).abs() <= y_acc.abs() * 2**-8 + 1e-6).all()
 
+
+def _norm_ref(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, eps: float) -> torch.Tensor:
+    if b is None:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+    return torch.nn.functional.layer_norm(x, (x.shape[-1],), w, b, eps)
+
+
+@pytest.mark.parametrize("offsets", [(0,), (0, 5), (5, 0)])
+@pytest.mark.parametrize("layer_norm", [False, True])
+@pytest.mark.parametrize("add", [False, True])
+def test_norm_gather_is_add_then_norm_of_each_strand_in_scan_order(offsets, layer_norm: bool, add: bool) -> None:
+    g = torch.Generator().manual_seed(len(offsets) * 10 + layer_norm * 2 + add)
+    b, length, d = 2, 11, 5
+    channels = d * len(offsets)
+    res = torch.randn(b, length, channels, generator=g) * 3 + 1
+    out = torch.randn(b, length, channels, generator=g)
+    w = torch.randn(d, generator=g)
+    bias = torch.randn(d, generator=g) if layer_norm else None
+    s, e = 3, 9
+    original = res.clone()
+    expected_res = res + out if add else res.clone()
+    got = mn.norm_gather(res, out, add, s, e, offsets, d, w, bias, 1e-5, not layer_norm)
+    parts = [expected_res[:, s:e, offsets[0] : offsets[0] + d]]
+    if len(offsets) == 2:  # strand 1: rows l-e..l-s reversed, channels reversed
+        parts.append(expected_res[:, length - e : length - s, offsets[1] : offsets[1] + d].flip(1, 2))
+    want = _norm_ref(torch.cat(parts), w, bias, 1e-5)
+    assert got.shape == (len(offsets) * b, e - s, d)
+    assert rel_err(got, want) < 1e-6
+    # the residual add touched the piece's rows of each strand, and nothing else
+    touched = torch.zeros(b, length, channels, dtype=torch.bool)
+    touched[:, s:e, offsets[0] : offsets[0] + d] = True
+    if len(offsets) == 2:
+        touched[:, length - e : length - s, offsets[1] : offsets[1] + d] = True
+    assert torch.allclose(res[touched], expected_res[touched])
+    assert torch.equal(res[~touched], original[~touched])
+
+
+@pytest.mark.parametrize("mode", ["set", "add", "mul"])
+@pytest.mark.parametrize("offsets", [(0,), (0, 4), (4, 0)])
+def test_scatter_inverts_the_gather(mode: str, offsets) -> None:
+    g = torch.Generator().manual_seed(len(offsets) + len(mode))
+    b, length, d = 3, 10, 4
+    dst = torch.randn(b, length, d * len(offsets), generator=g)
+    before = dst.clone()
+    s, e = 2, 7
+    o = torch.randn(len(offsets) * b, e - s, d, generator=g)
+    mn.scatter(dst, o, s, e, offsets, d, mode)
+    want = before.clone()
+    pieces = [(want[:, s:e, offsets[0] : offsets[0] + d], o[:b])]
+    if len(offsets) == 2:
+        pieces.append((want[:, length - e : length - s, offsets[1] : offsets[1] + d], o[b:].flip(1, 2)))
+    for view, src in pieces:
+        {"set": view.copy_, "add": view.add_, "mul": view.mul_}[mode](src)
+    assert torch.allclose(dst, want, rtol=1e-6, atol=1e-6)

@@ -13,7 +13,11 @@ temporaries, plus optional stashes that trade memory for speed when they fit ``s
 * the forward direction's gated scan output, so that the tied ``out_proj`` runs once on the sum (``add``).
 
 The half swap of the fused RCPS block (spec §1.6) is a relabelling of which physical half is strand 1, so it
-costs nothing here.
+costs nothing here. On the numba backend (float32 CPU tensors, the package's RMSNorm / LayerNorm) the layout work
+around each mixer is done by two kernels (:func:`~caduceus_plugin.ops.numba.stream.norm_gather`: the residual add,
+the pre-norm and the reverse strand's flip into scan order in one pass per piece;
+:func:`~caduceus_plugin.ops.numba.stream.scatter`: the output back into the physical halves); otherwise by the torch
+code beside them, which is their reference.
 
 Matmul precision: the four projections (``in_proj``, ``x_proj``, ``dt_proj``, ``out_proj``) are most of the work.
 With ``matmul_dtype=torch.bfloat16`` (or under ``torch.autocast("cpu", dtype=torch.bfloat16)``, or with
@@ -39,7 +43,7 @@ from torch import nn
 
 from caduceus_plugin import settings
 from caduceus_plugin.errors import InputError
-from caduceus_plugin.models.mamba import BiMamba, Mamba
+from caduceus_plugin.models.mamba import BiMamba, LayerNorm, Mamba, RMSNorm
 from caduceus_plugin.ops.gemm import cpu_gemm, describe_cpu_gemm, onednn_linear, onednn_linear_available  # noqa: F401
 from caduceus_plugin.ops.scan import resolve_backend
 
@@ -281,6 +285,28 @@ def bimamba_stream(
             put(s, e, lin(rev.out_proj, state.step(xz, to_proj=True)), mode)
 
 
+def _fused_layout(res: torch.Tensor, hidden: torch.Tensor) -> bool:
+    """Whether the numba kernels can do the residual add, the norms and the strand flips (``norm_gather`` and
+    ``scatter``): float32 CPU tensors, the numba backend."""
+    return res.dtype == hidden.dtype == torch.float32 and res.is_contiguous() and resolve_backend(res.device) == "numba"
+
+
+def _norm_params(norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None, float, bool] | None:
+    """``(weight, bias, eps, rms)`` of the package's own RMSNorm / LayerNorm (float32, affine); None for any other
+    norm, which then runs as itself."""
+    if type(norm) is RMSNorm and norm.weight.dtype == torch.float32:
+        return norm.weight, None, norm.eps, True
+    if (
+        type(norm) is LayerNorm
+        and norm.weight is not None
+        and norm.bias is not None
+        and norm.weight.dtype == torch.float32
+        and len(norm.normalized_shape) == 1
+    ):
+        return norm.weight, norm.bias, norm.eps, False
+    return None
+
+
 def _write(dst: torch.Tensor, src: torch.Tensor, mode: str) -> None:
     if mode == "set":
         dst.copy_(src)
@@ -328,13 +354,35 @@ def _backbone_stream(
         lo, hi = t[..., :d], t[..., d:]
         return (hi, lo) if flipped else (lo, hi)
 
+    fused = _fused_layout(res, hidden)
+    if fused:
+        from caduceus_plugin.ops.numba import stream as mamba_numba
     for i, layer in enumerate(backbone.layers):
         if cfg.half_swap:
             flipped = not flipped
-        if i > 0:
-            res.add_(out)  # residual = hidden + residual (elementwise, so the swap does not matter)
         norm = layer.norm
-        if cfg.rcps:
+        kernel = fused and _norm_params(norm) is not None
+        if i > 0 and not kernel:
+            res.add_(out)  # residual = hidden + residual (elementwise, so the swap does not matter)
+        if kernel:
+            # numba: one pass per piece does the residual add (the first time a piece is read), the norm and the
+            # reverse strand's flip; the output goes back by index arithmetic too
+            offsets = ((d, 0) if flipped else (0, d)) if cfg.rcps else (0,)
+            width = d  # each strand's channels (PS: half of the residual stream)
+            w, nb, eps, rms = _norm_params(norm)  # type: ignore[misc]
+            added: set[int] = set()
+            bm = layer.mixer.submodule if cfg.rcps else layer.mixer
+
+            def get(s: int, e: int, offsets=offsets, width=width, w=w, nb=nb, eps=eps, rms=rms, added=added,
+                    first=i == 0, res=res, out=out) -> torch.Tensor:  # fmt: skip
+                add = not first and s not in added
+                added.add(s)
+                return mamba_numba.norm_gather(res, out, add, s, e, offsets, width, w, nb, eps, rms)
+
+            def put(s: int, e: int, o: torch.Tensor, mode: str, offsets=offsets, width=width, out=out) -> None:
+                mamba_numba.scatter(out, o, s, e, offsets, width, mode)
+
+        elif cfg.rcps:
             bm = layer.mixer.submodule
             r1, r2 = halves(res)
             o1, o2 = halves(out)

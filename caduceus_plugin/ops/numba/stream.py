@@ -8,6 +8,9 @@ transposes, no flips. Both take ``reverse``: the piece is walked from its last r
 * :func:`conv_silu` — depthwise causal conv + SiLU over a piece, given the previous ``k-1`` inputs (``ctx``).
 * :func:`scan` — softplus(delta + bias), the selective scan from state ``h0``, ``D`` skip and ``silu(z)`` gate;
   returns the output and the last state.
+* :func:`norm_gather` and :func:`scatter` — the strand layout around a layer's mixer: the residual add, the
+  pre-norm and the reverse strand's flip into scan order in one pass over a piece, and the mixer output's way back
+  (set, add or multiply) into the physical halves.
 
 Both compute exactly the function of :func:`caduceus_plugin.ops.scan.selective_scan_ref` and
 :func:`caduceus_plugin.ops.conv.causal_conv1d_ref` (tests compare them), built from the same blocks as the training
@@ -333,4 +336,122 @@ def scan(
     return out, hlast
 
 
-__all__ = ["conv_silu", "scan"]
+@njit(parallel=True, **JIT)
+def _norm_gather_kernel(res, out, add, s, nt, ns, off0, off1, d, w, bias, has_bias, rms, eps, dst):  # type: ignore[no-untyped-def]
+    """For strand k < ns, batch row bi and piece row j: the source row is ``s + j`` (strand 0, channels
+    ``off0 + c``) or ``nl - 1 - (s + j)`` (strand 1, channels ``off1 + d - 1 - c``: the reverse complement's
+    order); with ``add`` the source first gets ``out`` added in place (the residual add, each row once); then
+    ``dst[k * nb + bi, j, c]`` = the RMS norm (``rms``) or layer norm of the source channels, times ``w[c]``,
+    plus ``bias[c]`` when ``has_bias``. Sums in float64 (one row's statistics over ``d`` channels)."""
+    nb, nl, _ = res.shape
+    for task in prange(ns * nb * nt):
+        k = task // (nb * nt)
+        rem = task - k * nb * nt
+        bi = rem // nt
+        j = rem - bi * nt
+        rc = k == 1
+        off = off1 if rc else off0
+        row = nl - 1 - (s + j) if rc else s + j
+        if add:
+            for c in range(d):
+                res[bi, row, off + c] += out[bi, row, off + c]
+        mu = 0.0
+        if not rms:
+            for c in range(d):
+                mu += np.float64(res[bi, row, off + c])
+            mu /= d
+        ss = 0.0
+        for c in range(d):
+            v = np.float64(res[bi, row, off + c]) - mu
+            ss += v * v
+        rstd = np.float32(1.0 / np.sqrt(ss / d + eps))
+        mu32 = np.float32(mu)
+        o = k * nb + bi
+        for c in range(d):
+            src = off + d - 1 - c if rc else off + c
+            v = ((res[bi, row, src] - mu32) * rstd) * w[c]
+            dst[o, j, c] = v + bias[c] if has_bias else v
+
+
+@njit(parallel=True, **JIT)
+def _scatter_kernel(o, dst, s, nt, ns, off0, off1, d, mode):  # type: ignore[no-untyped-def]
+    """The inverse map of :func:`_norm_gather_kernel`'s gather: ``o[k * nb + bi, j, c]`` goes to strand k's source
+    position (strand 1: row ``nl - 1 - (s + j)``, channel ``off1 + d - 1 - c``) of ``dst``; ``mode`` 0 sets, 1 adds,
+    2 multiplies."""
+    nb, nl, _ = dst.shape
+    for task in prange(ns * nb * nt):
+        k = task // (nb * nt)
+        rem = task - k * nb * nt
+        bi = rem // nt
+        j = rem - bi * nt
+        rc = k == 1
+        off = off1 if rc else off0
+        row = nl - 1 - (s + j) if rc else s + j
+        src = k * nb + bi
+        for c in range(d):
+            v = o[src, j, d - 1 - c] if rc else o[src, j, c]
+            if mode == 0:
+                dst[bi, row, off + c] = v
+            elif mode == 1:
+                dst[bi, row, off + c] += v
+            else:
+                dst[bi, row, off + c] *= v
+
+
+def norm_gather(
+    res: torch.Tensor,
+    out: torch.Tensor,
+    add: bool,
+    s: int,
+    e: int,
+    offsets: tuple[int, ...],
+    d: int,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    eps: float,
+    rms: bool,
+) -> torch.Tensor:
+    """One piece's normed input to a layer's mixer, gathered from the residual stream (CPU, float32, in place).
+
+    Args:
+        res: (b, l, C) float32 contiguous, the residual stream; with ``add`` its rows of the piece get ``out`` added
+            first (in place), which is the layer's residual add done in the same pass.
+        out: (b, l, C) float32 contiguous, the previous layer's mixer output (read only with ``add``).
+        s, e: the piece, rows ``[s, e)`` in the forward strand's coordinates.
+        offsets: the first channel of each strand's ``d`` channels: ``(off,)`` for one strand, ``(off0, off1)`` for
+            RCPS, whose strand 1 is read in reverse-complement order (rows ``[l-e, l-s)`` reversed, channels
+            reversed).
+        weight, bias: the norm's (d,) parameters (bias None for RMS norm); ``eps``; ``rms``: RMS norm, else layer
+            norm.
+
+    Returns:
+        (len(offsets) * b, e - s, d) float32: strand 0's rows first, then strand 1's in scan order. The same as
+        ``norm(cat([r0[:, s:e], r1[:, l-e:l-s].flip(1, 2)]))`` (tested against it).
+    """
+    b, _, _ = res.shape
+    t = e - s
+    ns = len(offsets)
+    dst = torch.empty(ns * b, t, d)
+    kernel_threads()
+    launch(
+        _norm_gather_kernel, res.numpy(), out.numpy(), add, s, t, ns, offsets[0], offsets[-1], d, _c32(weight),
+        _c32(bias) if bias is not None else _c32(weight), bias is not None, rms, float(eps), dst.numpy(),
+    )  # fmt: skip
+    return dst
+
+
+_MODES = {"set": 0, "add": 1, "mul": 2}
+
+
+def scatter(dst: torch.Tensor, o: torch.Tensor, s: int, e: int, offsets: tuple[int, ...], d: int, mode: str) -> None:
+    """Write a mixer's output piece ``o`` (len(offsets) * b, e - s, d) float32 back into ``dst`` (b, l, C) float32
+    contiguous at the positions :func:`norm_gather` read (strand 1 flipped back), by ``mode`` ``set``, ``add`` or
+    ``mul``."""
+    t = e - s
+    kernel_threads()
+    launch(
+        _scatter_kernel, _c32(o), dst.numpy(), s, t, len(offsets), offsets[0], offsets[-1], d, _MODES[mode]
+    )  # fmt: skip
+
+
+__all__ = ["conv_silu", "norm_gather", "scan", "scatter"]
