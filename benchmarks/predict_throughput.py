@@ -10,7 +10,14 @@ Cells, timed alternately in one process (A B C A B C ...), each over the same wi
 Reading the FASTA and one-hot encoding take ~0.1 % of the time here (profiled), so a DataLoader worker has
 nothing to overlap; ``--workers 1`` adds a cell that uses one anyway.
 
+``--against REV`` times the whole command instead, as a user runs it: ``caduceus predict --fasta FA --bed BED
+--out OUT.parquet`` (default options) of this tree against the same command of git revision ``REV`` (checked out
+into a temporary worktree), each run a fresh process, the two alternating, after one untimed run of each (numba's
+kernel cache warm, as from a user's second run on). The outputs are checked to be the same. The issue's "today" is
+the revision it was filed against (791e801).
+
     .venv/bin/python benchmarks/predict_throughput.py [--n 2000] [--repeats 3] [--workers]
+    .venv/bin/python benchmarks/predict_throughput.py --against 791e801 [--n 2000] [--repeats 3]
 
 Prints a table (median windows/s, min-max, ratio to the baseline measured in the same repeat) and writes
 ``benchmarks/results/predict_throughput.csv`` and ``.png``. Timing only: no test asserts on it.
@@ -22,10 +29,13 @@ import argparse
 import csv
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import compute
 import numpy as np
 import torch
 
@@ -35,6 +45,7 @@ from caduceus_plugin.jobs.predict import WindowDataset, predict
 from caduceus_plugin.jobs.predictor import load_predictor
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def windows_bed(path: Path, n: int) -> Path:
@@ -57,12 +68,81 @@ def loop_0_1(predictor, fasta: Path, bed: Path, batch_size: int) -> np.ndarray:
     return np.concatenate([predictor(batch["x"]) for batch in loader])
 
 
-def main() -> None:
+def cli_predict(tree: Path, fasta: Path, bed: Path, out: Path) -> float:
+    """Wall seconds of ``caduceus predict`` (default options) with the package of ``tree``, in a fresh process."""
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    cmd = [sys.executable, "-m", "caduceus_plugin.cli", "predict", "--fasta", str(fasta), "--bed", str(bed)]
+    t = time.perf_counter()
+    subprocess.run([*cmd, "--out", str(out)], env=env, check=True, cwd=tree, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def embeddings(path: Path) -> np.ndarray:
+    import polars as pl
+
+    table = pl.read_parquet(path)
+    return table.select([c for c in table.columns if c.startswith("emb_")]).to_numpy()
+
+
+def against(rev: str, n: int, repeats: int) -> None:
+    """The whole command of this tree against that of git revision ``rev``, alternating (see the docstring)."""
+    fasta = paths()["fasta"]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        old = tmp_path / "tree"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old), rev], check=True,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+        try:
+            bed = windows_bed(tmp_path / "w.bed", n)
+            cells = {f"caduceus predict at {rev}": old, "caduceus predict here": ROOT}
+            ref = None
+            for name, tree in cells.items():  # untimed: numba compiles (or loads) its kernels
+                cli_predict(tree, fasta, bed, tmp_path / "warm.parquet")
+                values = embeddings(tmp_path / "warm.parquet")
+                ref = values if ref is None else ref
+                assert np.allclose(values, ref, rtol=1e-4, atol=1e-5), name  # the same output
+            rows = []
+            for rep in range(repeats):
+                for name, tree in cells.items():
+                    load = os.getloadavg()[0]
+                    dt = cli_predict(tree, fasta, bed, tmp_path / f"{rep}.parquet")
+                    rows.append({"cell": name, "repeat": rep, "seconds": dt, "windows_per_s": n / dt,
+                                 "load_avg_1min": load})  # fmt: skip
+                    print(f"repeat {rep} {name:32s} {dt:7.1f} s  {n / dt:7.1f} windows/s  (load {load:.2f})")
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], check=False)
+    base = {r["repeat"]: r["seconds"] for r in rows if r["cell"].endswith(rev)}
+    for r in rows:
+        r[f"speedup_vs_{rev}_same_repeat"] = base[r["repeat"]] / r["seconds"]
+    print(f"\n{n} x 1 kbp windows, built-in model, whole command, load average after {os.getloadavg()[0]:.2f}")
+    print(f"{'cell':34s} {'median s':>9s} {'min-max':>13s} {'spread':>7s} {'speedup (median)':>17s}")
+    for name in cells:
+        sec = [r["seconds"] for r in rows if r["cell"] == name]
+        spread = (max(sec) - min(sec)) / statistics.median(sec)
+        up = statistics.median(r[f"speedup_vs_{rev}_same_repeat"] for r in rows if r["cell"] == name)
+        verdict = f"{up:17.2f}" if spread <= 0.25 else "   noisy: rerun"
+        print(f"{name:34s} {statistics.median(sec):9.1f} {min(sec):6.1f}-{max(sec):<6.1f} {spread:7.0%} {verdict}")
+    RESULTS.mkdir(exist_ok=True)
+    with open(RESULTS / "predict_throughput_cli.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=2000, help="windows (default 2000)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=compute.repeats_arg, default=compute.MIN_REPEATS)
     ap.add_argument("--workers", action="store_true", help="add a cell with one DataLoader worker")
-    args = ap.parse_args()
+    ap.add_argument("--against", metavar="REV", help="time the whole command against git revision REV's")
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    if args.against:
+        against(args.against, args.n, args.repeats)
+        return
     fasta = paths()["fasta"]
     predictor = load_predictor(device="cpu")
     with tempfile.TemporaryDirectory() as tmp:

@@ -180,7 +180,10 @@ def test_table_shows_size_and_params_and_no_quoted_figures_for_small(capsys) -> 
 # command lines
 
 
-@pytest.mark.parametrize("module", [compute, gpu_check], ids=["compute", "gpu_check"])
+predict_throughput = _load("predict_throughput")
+
+
+@pytest.mark.parametrize("module", [compute, gpu_check, predict_throughput], ids=["compute", "gpu_check", "predict"])
 def test_repeats_below_three_is_an_argparse_error(module, capsys) -> None:
     with pytest.raises(SystemExit) as err:
         module.build_parser().parse_args(["--repeats", "2"])

@@ -98,7 +98,13 @@ def _plain_copy(path: Path) -> Iterator[Path]:
                 dst.write(b"" if head == UTF8_BOM else head)
                 shutil.copyfileobj(src, dst)
         except (OSError, EOFError) as err:
-            raise InputError(f"cannot decompress VCF {path} ({err}): is the gzip file complete?") from None
+            if isinstance(err, (EOFError, gzip.BadGzipFile)):
+                raise InputError(f"cannot decompress VCF {path} ({err}): is the gzip file complete?") from None
+            # the input was readable a moment ago: writing the copy failed (a full or read-only temporary folder)
+            raise InputError(
+                f"cannot copy VCF {path} to a temporary plain file in {tmp} ({err}); "
+                "point TMPDIR at a folder with room"
+            ) from None
         yield plain
 
 

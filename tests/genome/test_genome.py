@@ -147,6 +147,30 @@ def test_vcf_with_a_byte_order_mark_and_crlf_reads_like_a_plain_one(tmp_path: Pa
         assert path.read_bytes() == written
 
 
+def test_vcf_copy_errors_say_which_file_is_at_fault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A truncated gzip VCF is called incomplete; a temporary folder with no room is named, with the fix."""
+    import errno
+    import gzip
+    import shutil
+
+    text = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n" + "20\t5\t.\tA\tC\t.\t.\t.\n" * 500
+    cut = tmp_path / "cut.vcf.gz"
+    cut.write_bytes(gzip.compress(text.encode())[:-40])
+    with pytest.raises(InputError, match=r"cannot decompress VCF .*is the gzip file complete"):
+        read_vcf(cut)
+    bom = tmp_path / "bom.vcf"
+    bom.write_bytes(b"\xef\xbb\xbf" + text.encode())
+
+    def full(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfileobj", full)
+    with pytest.raises(InputError, match=r"cannot copy VCF .*No space left.*TMPDIR") as info:
+        read_vcf(bom)
+    assert "decompress" not in str(info.value)
+    assert bom.read_bytes().startswith(b"\xef\xbb\xbf")  # the input untouched
+
+
 def test_real_slice_matches_1000_genomes_ref_alleles(tmp_path: Path) -> None:
     """The committed GRCh37 slice is real: every 1000 Genomes REF allele in it matches, and the BED is inside."""
     files = real_data(tmp_path)

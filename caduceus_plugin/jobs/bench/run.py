@@ -233,6 +233,11 @@ def _command_lines(command: str) -> list[str]:
     return [*lines, ""]
 
 
+def _dated(command: str, remark: str = "") -> str:
+    """One line of OUT/command.txt: ``DATE  COMMAND`` (``  # remark``), the format :func:`_command_lines` reads."""
+    return f"{time.strftime('%Y-%m-%d')}  {command}" + (f"  # {remark}" if remark else "")
+
+
 def _history(out: Path) -> list[str]:
     """The invocations saved in OUT/command.txt, oldest first."""
     saved = out / "command.txt"
@@ -350,7 +355,7 @@ def report_only(out: Path, report: Path, quick: bool, command: str, extras_fn: A
         raise InputError(f"no finished runs under {out / 'runs'}: run `caduceus bench` first")
     history = _history(out)
     if history:  # this invocation trains nothing: it is shown, not saved
-        command = "\n".join([*history, f"{time.strftime('%Y-%m-%d')}  {command}  # tables and report rebuilt"])
+        command = "\n".join([*history, _dated(command, "tables and report rebuilt")])
     tasks = {r["task"] for r in rows}
     budget_all = budget_table("quick" if quick else budget_name)
     budget = {t: budget_all.get(t, FULL_BUDGET[t]) for t in FULL_BUDGET if t in tasks}
@@ -418,7 +423,7 @@ def run_bench(models: list[str], tasks: list[str] | None, seeds: list[int], out:
         if not Path(path).exists():
             raise InputError(f"--weights {m}={path}: no such file or directory")
     out.mkdir(parents=True, exist_ok=True)
-    history = [*_history(out), f"{time.strftime('%Y-%m-%d')}  {command}"]
+    history = [*_history(out), _dated(command)]
     _write_atomic(out / "command.txt", "\n".join(history) + "\n")
     command = "\n".join(history)
     failures: list[str] = []
