@@ -68,6 +68,29 @@ def loop_0_1(predictor, fasta: Path, bed: Path, batch_size: int) -> np.ndarray:
     return np.concatenate([predictor(batch["x"]) for batch in loader])
 
 
+def save(rows: list[dict], cells: list[str], stem: str, title: str) -> None:
+    """``results/STEM.csv`` (every run) and ``results/STEM.png`` (windows/s of each run, by cell)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    RESULTS.mkdir(exist_ok=True)
+    with open(RESULTS / f"{stem}.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    fig, ax = plt.subplots(figsize=(7, 3))
+    for i, name in enumerate(cells):
+        w = [r["windows_per_s"] for r in rows if r["cell"] == name]
+        ax.scatter([i] * len(w), w)
+    ax.set_xticks(range(len(cells)), cells, rotation=10, fontsize=8)
+    ax.set_ylabel("windows / s")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"{stem}.png", dpi=120)
+
+
 def cli_predict(tree: Path, fasta: Path, bed: Path, out: Path) -> float:
     """Wall seconds of ``caduceus predict`` (default options) with the package of ``tree``, in a fresh process."""
     env = dict(os.environ, PYTHONPATH=str(tree))
@@ -122,11 +145,7 @@ def against(rev: str, n: int, repeats: int) -> None:
         up = statistics.median(r[f"speedup_vs_{rev}_same_repeat"] for r in rows if r["cell"] == name)
         verdict = f"{up:17.2f}" if spread <= 0.25 else "   noisy: rerun"
         print(f"{name:34s} {statistics.median(sec):9.1f} {min(sec):6.1f}-{max(sec):<6.1f} {spread:7.0%} {verdict}")
-    RESULTS.mkdir(exist_ok=True)
-    with open(RESULTS / "predict_throughput_cli.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    save(rows, list(cells), "predict_throughput_cli", f"the whole caduceus predict, {n} x 1 kbp, built-in model")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,26 +197,7 @@ def main() -> None:
         w = [r["windows_per_s"] for r in rs]
         ratio = statistics.median(r["ratio_to_0.1_same_repeat"] for r in rs)
         print(f"{name:32s} {statistics.median(w):10.1f} {min(w):7.1f}-{max(w):<7.1f} {ratio:15.2f}")
-    RESULTS.mkdir(exist_ok=True)
-    with open(RESULTS / "predict_throughput.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3))
-    for i, name in enumerate(cells):
-        w = [r["windows_per_s"] for r in rows if r["cell"] == name]
-        ax.scatter([i] * len(w), w)
-    ax.set_xticks(range(len(cells)), list(cells), rotation=10, fontsize=8)
-    ax.set_ylabel("windows / s")
-    ax.set_title(f"caduceus predict, {args.n} x 1 kbp, built-in model")
-    fig.tight_layout()
-    fig.savefig(RESULTS / "predict_throughput.png", dpi=120)
-
+    save(rows, list(cells), "predict_throughput", f"caduceus predict, {args.n} x 1 kbp, built-in model")
 
 if __name__ == "__main__":
     main()

@@ -336,6 +336,19 @@ def scan(
     return out, hlast
 
 
+@njit(inline="always", **JIT)
+def _strand_row(task, nb, nt, nl, s, off0, off1):  # type: ignore[no-untyped-def]
+    """Task -> (strand k, batch row bi, piece row j, the strand's first channel, its source row): tasks run strand
+    by strand, then batch row, then piece row; strand 1 (the reverse complement) reads rows from the end."""
+    k = task // (nb * nt)
+    rem = task - k * nb * nt
+    bi = rem // nt
+    j = rem - bi * nt
+    if k == 1:
+        return k, bi, j, off1, nl - 1 - (s + j)
+    return k, bi, j, off0, s + j
+
+
 @njit(parallel=True, **JIT)
 def _norm_gather_kernel(res, out, add, s, nt, ns, off0, off1, d, w, bias, has_bias, rms, eps, dst):  # type: ignore[no-untyped-def]
     """For strand k < ns, batch row bi and piece row j: the source row is ``s + j`` (strand 0, channels
@@ -345,13 +358,8 @@ def _norm_gather_kernel(res, out, add, s, nt, ns, off0, off1, d, w, bias, has_bi
     plus ``bias[c]`` when ``has_bias``. Sums in float64 (one row's statistics over ``d`` channels)."""
     nb, nl, _ = res.shape
     for task in prange(ns * nb * nt):
-        k = task // (nb * nt)
-        rem = task - k * nb * nt
-        bi = rem // nt
-        j = rem - bi * nt
+        k, bi, j, off, row = _strand_row(task, nb, nt, nl, s, off0, off1)
         rc = k == 1
-        off = off1 if rc else off0
-        row = nl - 1 - (s + j) if rc else s + j
         if add:
             for c in range(d):
                 res[bi, row, off + c] += out[bi, row, off + c]
@@ -380,13 +388,8 @@ def _scatter_kernel(o, dst, s, nt, ns, off0, off1, d, mode):  # type: ignore[no-
     2 multiplies."""
     nb, nl, _ = dst.shape
     for task in prange(ns * nb * nt):
-        k = task // (nb * nt)
-        rem = task - k * nb * nt
-        bi = rem // nt
-        j = rem - bi * nt
+        k, bi, j, off, row = _strand_row(task, nb, nt, nl, s, off0, off1)
         rc = k == 1
-        off = off1 if rc else off0
-        row = nl - 1 - (s + j) if rc else s + j
         src = k * nb + bi
         for c in range(d):
             v = o[src, j, d - 1 - c] if rc else o[src, j, c]
