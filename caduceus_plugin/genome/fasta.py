@@ -21,7 +21,7 @@ from typing import Any
 
 from caduceus_plugin.errors import InputError
 from caduceus_plugin.fileio import atomic_write
-from caduceus_plugin.genome.files import is_bgzf, is_gzip
+from caduceus_plugin.genome.files import is_bgzf, is_gzip, require_file
 from caduceus_plugin.sequence import clean, reverse_complement
 
 
@@ -39,9 +39,7 @@ class Genome:
         self._open()
 
     def _open(self) -> None:
-        path = self.path
-        if not path.is_file():
-            raise InputError(f"FASTA file {path} does not exist")
+        path = require_file(self.path, "FASTA")
         if is_gzip(path) and not is_bgzf(path):
             raise InputError(
                 f"FASTA {path} is gzip-compressed but not with bgzip, so it cannot be read at random positions: "

@@ -33,17 +33,24 @@ def has_utf8_bom(path: Path) -> bool:
     return _magic(path, 3) == UTF8_BOM
 
 
+def require_file(path: str | os.PathLike[str], what: str) -> Path:
+    """``path`` as a Path, or :class:`InputError` saying it does not exist or is a directory (``what``: "FASTA",
+    "BED", "VCF", ... for the message)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{what} path {path} is a directory, not a file: give the {what} file itself")
+    if not path.is_file():
+        raise InputError(f"{what} file {path} does not exist")
+    return path
+
+
 def open_text(path: str | os.PathLike[str], what: str) -> io.TextIOBase:
     """Open a plain or gzip-compressed text file, or raise :class:`InputError` saying why it cannot be read.
 
     UTF-8, with a leading byte-order mark dropped (Windows editors and spreadsheets write one; kept, it would be part
     of the first chromosome name).
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{what} file {path} does not exist")
-    if path.is_dir():
-        raise InputError(f"{what} path {path} is a directory, not a file")
+    path = require_file(path, what)
     if is_gzip(path):
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")  # type: ignore[arg-type]
     return open(path, encoding="utf-8-sig")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from caduceus_plugin.errors import InputError
-from caduceus_plugin.genome.files import UTF8_BOM, has_utf8_bom, is_bgzf, is_gzip
+from caduceus_plugin.genome.files import UTF8_BOM, has_utf8_bom, is_bgzf, is_gzip, require_file
 
 
 @dataclass
@@ -34,9 +34,7 @@ def read_vcf(path: str | os.PathLike[str]) -> list[VariantRow]:
     Raises:
         InputError: missing or unreadable file, no records.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"VCF file {path} does not exist")
+    path = require_file(path, "VCF")
     with _variant_file(path) as vcf:
         rows = list(_iter_vcf(vcf, path))
     if not rows:
@@ -121,9 +119,7 @@ def read_vcf_info(path: str | os.PathLike[str], key: str) -> list[tuple[Any, ...
     """
     import numpy as np
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"VCF file {path} does not exist")
+    path = require_file(path, "VCF")
     out: list[tuple[Any, ...]] = []
     with _variant_file(path) as vcf:
         if key not in vcf.header.info:

@@ -147,7 +147,7 @@ def logits(
     devices = job_devices(devices, device)
     if out is not None:
         fmt = output_format(out, fmt, allowed=("parquet", "tsv", "bigwig"))
-        check_output_path(out, inputs=[fasta, bed, weights])
+        check_output_path(out, inputs=[weights], files={"FASTA": fasta, "BED": bed})
     intervals = read_bed(bed)
     genome = Genome(fasta)
     genome.check_chroms(intervals.chrom, source=Path(bed).name)

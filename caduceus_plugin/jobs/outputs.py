@@ -15,6 +15,7 @@ import numpy as np
 
 from caduceus_plugin.errors import InputError
 from caduceus_plugin.fileio import atomic_paths
+from caduceus_plugin.genome.files import require_file
 
 FORMATS = ("parquet", "tsv", "h5", "bigwig")
 _SUFFIXES = {
@@ -46,13 +47,20 @@ def output_format(out: str | os.PathLike[str], fmt: str | None, allowed: tuple[s
 
 
 def check_output_path(
-    out: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str] | None] = ()
+    out: str | os.PathLike[str],
+    inputs: Sequence[str | os.PathLike[str] | None] = (),
+    files: dict[str, str | os.PathLike[str]] | None = None,
 ) -> Path:
-    """Fail early (before any work) when ``out`` cannot be written, or would overwrite one of ``inputs`` (or a
-    file beside an input that belongs to it: its ``.fai``/``.gzi``/``.tbi``/``.csi`` index)."""
+    """Fail early (before any work) when an input of ``files`` (``{"FASTA": path, ...}``) is missing or a
+    directory, when ``out`` cannot be written, or when it would overwrite one of ``files`` or ``inputs`` (which may
+    be directories, e.g. a checkpoint) or a file beside one that belongs to it (its ``.fai``/``.gzi``/``.tbi``/``.csi``
+    index)."""
+    files = files or {}
+    for what, path in files.items():
+        require_file(path, what)
     out = Path(out)
     target = out.resolve()
-    for given in inputs:
+    for given in [*files.values(), *inputs]:
         if given is None:
             continue
         src = Path(given).resolve()

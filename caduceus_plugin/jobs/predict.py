@@ -133,7 +133,7 @@ def predict(
     devices = job_devices(devices, device)
     if out is not None:
         fmt = output_format(out, fmt)
-        check_output_path(out, inputs=[fasta, bed, weights])
+        check_output_path(out, inputs=[weights], files={"FASTA": fasta, "BED": bed})
     intervals_bed = read_bed(bed)
     genome = Genome(fasta)
     genome.check_chroms(intervals_bed.chrom, source=Path(bed).name)

@@ -248,7 +248,7 @@ def score_variants(
     devices = job_devices(devices, device)
     if out is not None:
         fmt = output_format(out, fmt, allowed=("parquet", "tsv", "vcf"))
-        check_output_path(out, inputs=[fasta, vcf, weights])
+        check_output_path(out, inputs=[weights], files={"FASTA": fasta, "VCF": vcf})
     rows = read_vcf(vcf)
     genome = Genome(fasta)
     genome.check_chroms([r.chrom for r in rows], source=Path(vcf).name, allow_partial=True)

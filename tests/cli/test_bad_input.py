@@ -194,6 +194,24 @@ def test_unreadable_vcf(content: str | None, needle: str, fasta: Path, tmp_path:
     assert_fails(argv, needle, capsys, out)
 
 
+@pytest.mark.parametrize("which", ["fasta", "bed", "vcf"])
+def test_an_input_that_is_a_directory_is_named_as_such(which: str, fasta: Path, tmp_path: Path, capsys) -> None:
+    """A folder given for a file input (e.g. a folder of per-chromosome VCFs) is called that, even when --out lies
+    inside it (it used to be refused for that instead)."""
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    bed = write_lines(tmp_path / "r.bed", ["20\t10\t20"])
+    vcf = _vcf(tmp_path / "v.vcf", ["20\t1000\t.\tA\tC"])
+    out = folder / "o.parquet"
+    paths = {"fasta": fasta, "bed": bed, "vcf": vcf, which: folder}
+    if which == "vcf":
+        argv = ["score-variants", "--fasta", str(paths["fasta"]), "--vcf", str(folder), "--out", str(out), *FAST]
+    else:
+        argv = predict_argv(paths["fasta"], paths["bed"], out, *FAST)
+    what = {"fasta": "FASTA", "bed": "BED", "vcf": "VCF"}[which]
+    assert_fails(argv, f"{what} path {folder} is a directory, not a file: give the {what} file itself", capsys, out)
+
+
 def test_score_variants_refuses_a_checkpoint_without_masked_lm_head(fasta: Path, tmp_path: Path, capsys) -> None:
     from tests.genomic_data import grelu_checkpoint
 
