@@ -361,26 +361,24 @@ def _backbone_stream(
         if cfg.half_swap:
             flipped = not flipped
         norm = layer.norm
-        kernel = fused and _norm_params(norm) is not None
-        if i > 0 and not kernel:
+        params = _norm_params(norm) if fused else None
+        if i > 0 and params is None:
             res.add_(out)  # residual = hidden + residual (elementwise, so the swap does not matter)
-        if kernel:
+        if params is not None:
             # numba: one pass per piece does the residual add (the first time a piece is read), the norm and the
-            # reverse strand's flip; the output goes back by index arithmetic too
+            # reverse strand's flip; the output goes back by index arithmetic too. Each strand has d channels.
             offsets = ((d, 0) if flipped else (0, d)) if cfg.rcps else (0,)
-            width = d  # each strand's channels (PS: half of the residual stream)
-            w, nb, eps, rms = _norm_params(norm)  # type: ignore[misc]
             added: set[int] = set()
             bm = layer.mixer.submodule if cfg.rcps else layer.mixer
 
-            def get(s: int, e: int, offsets=offsets, width=width, w=w, nb=nb, eps=eps, rms=rms, added=added,
-                    first=i == 0, res=res, out=out) -> torch.Tensor:  # fmt: skip
+            def get(s: int, e: int, offsets=offsets, params=params, added=added, first=i == 0, res=res,
+                    out=out) -> torch.Tensor:  # fmt: skip
                 add = not first and s not in added
                 added.add(s)
-                return mamba_numba.norm_gather(res, out, add, s, e, offsets, width, w, nb, eps, rms)
+                return mamba_numba.norm_gather(res, out, add, s, e, offsets, d, *params)
 
-            def put(s: int, e: int, o: torch.Tensor, mode: str, offsets=offsets, width=width, out=out) -> None:
-                mamba_numba.scatter(out, o, s, e, offsets, width, mode)
+            def put(s: int, e: int, o: torch.Tensor, mode: str, offsets=offsets, out=out) -> None:
+                mamba_numba.scatter(out, o, s, e, offsets, d, mode)
 
         elif cfg.rcps:
             bm = layer.mixer.submodule
