@@ -140,11 +140,10 @@ def against(rev: str, n: int, repeats: int) -> None:
     print(f"\n{n} x 1 kbp windows, built-in model, whole command, load average after {os.getloadavg()[0]:.2f}")
     print(f"{'cell':34s} {'median s':>9s} {'min-max':>13s} {'spread':>7s} {'speedup (median)':>17s}")
     for name in cells:
-        sec = [r["seconds"] for r in rows if r["cell"] == name]
-        spread = (max(sec) - min(sec)) / statistics.median(sec)
+        sec = compute.summarize([r["seconds"] for r in rows if r["cell"] == name])
         up = statistics.median(r[f"speedup_vs_{rev}_same_repeat"] for r in rows if r["cell"] == name)
-        verdict = f"{up:17.2f}" if spread <= 0.25 else "   noisy: rerun"
-        print(f"{name:34s} {statistics.median(sec):9.1f} {min(sec):6.1f}-{max(sec):<6.1f} {spread:7.0%} {verdict}")
+        verdict = f"{up:17.2f}" if sec["spread"] <= compute.MAX_SPREAD else f"{compute.NOISY:>17s}"
+        print(f"{name:34s} {sec['median']:9.1f} {sec['min']:6.1f}-{sec['max']:<6.1f} {sec['spread']:7.0%} {verdict}")
     save(rows, list(cells), "predict_throughput_cli", f"the whole caduceus predict, {n} x 1 kbp, built-in model")
 
 
