@@ -8,9 +8,13 @@ takes (about 1,000 tokens/s on 2 cores: some 22 hours).
 
 A sitting is ``caduceus pretrain`` with :data:`RECIPE`, ``--resume`` and ``--max-minutes``: it stops at a step
 boundary with its whole state in ``OUT/resume.pt``, and the finished run has the weights an uninterrupted one would
-have (tested in tests/jobs/test_pretrain.py). ``OUT`` defaults to ``~/.cache/caduceus-plugin/runs/grch37_chr20_ps_2m``
-(the run is 31 MB and stays out of the repository); the chr20 FASTA is the one ``caduceus_plugin.data`` prepares
-from Debian's vt-examples package (fetched from the package registry once, then offline).
+have (tested in tests/jobs/test_pretrain.py). ``OUT`` defaults to ``benchmarks/runs/grch37_chr20_ps_2m`` in the
+repository: its ``resume.pt`` (23 MB: weights, AdamW moments, every RNG) and ``training.json`` are committed at the
+end of a session, because a machine's home directory is not kept from one session to the next (a run kept under
+``~/.cache`` was lost that way at step 730) and a run of ~22 hours needs many sessions; ``model.safetensors``, which
+``resume.pt`` already holds, is ignored. When the run is finished and its weights ship, ``resume.pt`` is deleted.
+The chr20 FASTA is the one ``caduceus_plugin.data`` prepares from Debian's vt-examples package (fetched from the
+package registry once, then offline).
 
 ``--status`` also prints the shipped model's last validation on the same 64 held-out windows and masks (same
 region, window length, count and seed), the figure the new model has to beat before it replaces it.
@@ -27,7 +31,8 @@ from typing import Any
 #: The run's identity (``caduceus pretrain`` flags); changing any of it starts a different run.
 RECIPE: dict[str, Any] = dict(rcps=True, d_model=256, n_layer=4, seq_len=1024, batch_size=16, steps=5000, lr=2e-3,
                               val_region="chr20:1-4000000", val_windows=64, val_every=50, seed=0)
-DEFAULT_OUT = Path.home() / ".cache" / "caduceus-plugin" / "runs" / "grch37_chr20_ps_2m"
+#: In the repository so that the run survives a new machine (see the module docstring).
+DEFAULT_OUT = Path(__file__).resolve().parent / "runs" / "grch37_chr20_ps_2m"
 
 
 def config(out: Path, fasta: str, minutes: float | None, threads: int) -> Any:
