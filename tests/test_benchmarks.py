@@ -320,3 +320,18 @@ def test_builtin_status_reads_the_run(tmp_path: Path) -> None:
     shipped = json.loads((Path(__file__).parents[1] / "caduceus_plugin" / "weights" / "grch37_chr20_ps" /
                           "training.json").read_text())["history"][-1]["val_loss"]
     assert f"margin now {shipped - 1.28:+.4f} nats" in text and "the same windows" in text
+
+
+def test_builtin_run_is_kept_in_the_repository() -> None:
+    """The run's state must survive a new machine: its directory is inside the clone, resume.pt and training.json
+    are committed, and model.safetensors (already inside resume.pt) is ignored."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[1]
+    out = train_builtin.DEFAULT_OUT
+    assert out.is_relative_to(root) and out.relative_to(root).parts[0] == "benchmarks"
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    rel = [str((out / name).relative_to(root)) for name in ("resume.pt", "training.json", "model.safetensors")]
+    res = subprocess.run(["git", "check-ignore", *rel], cwd=root, capture_output=True, text=True)
+    assert res.stdout.split() == [rel[2]]
