@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from caduceus_plugin.errors import InputError
-from caduceus_plugin.genome.files import open_text
+from caduceus_plugin.genome.files import not_utf8_message, open_text
 
 BED_NAMES = ("chrom", "start", "end", "name", "score", "strand")
 STRANDS = ("+", "-", ".")
@@ -98,7 +98,9 @@ def read_bed(path: str | os.PathLike[str]) -> Bed:
                 fields[1], fields[2] = start, end  # type: ignore[call-overload]
                 rows.append(fields)
                 lines.append(lineno)
-    except (UnicodeDecodeError, EOFError, OSError) as err:  # OSError includes gzip.BadGzipFile
+    except UnicodeDecodeError:
+        raise InputError(not_utf8_message(path, "BED")) from None
+    except (EOFError, OSError) as err:  # OSError includes gzip.BadGzipFile
         raise InputError(
             f"cannot read BED {path}: {type(err).__name__}: {err}; is it a (gzipped) text BED file?"
         ) from None

@@ -54,3 +54,26 @@ def open_text(path: str | os.PathLike[str], what: str) -> io.TextIOBase:
     if is_gzip(path):
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")  # type: ignore[arg-type]
     return open(path, encoding="utf-8-sig")
+
+
+def not_utf8_message(path: str | os.PathLike[str], what: str) -> str:
+    """Where a text file that failed to decode stops being UTF-8, as one error line with the fix.
+
+    A text stream decodes in chunks, so the :class:`UnicodeDecodeError` it raises cannot say which line is at fault;
+    this reads the (plain or gzip) file again line by line to find it. Typical cause: a BED saved by a spreadsheet in
+    a Windows code page (``é`` as byte 0xe9).
+    """
+    path = Path(path)
+    opener = gzip.open if is_gzip(path) else open
+    with opener(path, "rb") as fh:  # type: ignore[operator]
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                fixed = f"fixed.{what.lower()}"
+                return (
+                    f"{what} {path} line {lineno} is not UTF-8 text (byte 0x{raw[err.start]:02x} at column "
+                    f"{err.start + 1}): save it as UTF-8, e.g. iconv -f cp1252 -t utf-8 {path.name} > {fixed}"
+                )
+    return f"{what} {path} is not UTF-8 text: save it as UTF-8"  # not reached for a file that failed to decode
+

@@ -102,6 +102,26 @@ def test_bed_from_a_windows_editor_reads_like_a_plain_one(tmp_path: Path) -> Non
         assert bed.columns["name"] == ["r1", "r2"]
 
 
+def test_bed_in_a_windows_code_page_names_the_line_and_the_fix(tmp_path: Path) -> None:
+    """A spreadsheet's cp1252 BED: the error names the first non-UTF-8 line, even when it lies past the first chunk
+    the text stream decodes, plain or gzip."""
+    import gzip
+
+    from caduceus_plugin.errors import InputError
+
+    lines = [f"20\t{i}\t{i + 10}\tr{i}" for i in range(3000)]
+    lines[2500] = "20\t5\t15\tcaf\u00e9"
+    data = ("\n".join(lines) + "\n").encode("cp1252")
+    for gz in (False, True):
+        path = tmp_path / f"cp1252{gz}.bed"
+        path.write_bytes(gzip.compress(data) if gz else data)
+        with pytest.raises(InputError) as err:
+            read_bed(path)
+        msg = str(err.value)
+        assert f"{path} line 2501 is not UTF-8 text (byte 0xe9 at column 12)" in msg, msg
+        assert "save it as UTF-8" in msg and "\n" not in msg
+
+
 def test_resize_is_centred_on_genomic_coordinates() -> None:
     """kipoiseq's centre of an odd-width interval rounds up; the strand is not used, so both strands of an
     interval get the same bases."""
