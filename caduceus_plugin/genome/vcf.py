@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from caduceus_plugin.errors import InputError
-from caduceus_plugin.genome.files import UTF8_BOM, has_utf8_bom, is_bgzf, is_gzip, require_file
+from caduceus_plugin.genome.files import UTF8_BOM, has_utf8_bom, is_bgzf, is_gzip, open_text, require_file
 
 
 @dataclass
@@ -43,8 +43,10 @@ def read_vcf(path: str | os.PathLike[str]) -> list[VariantRow]:
 
 
 def _iter_vcf(vcf: Any, path: Path) -> Iterator[VariantRow]:
+    n_read = 0
     try:
         for rec in vcf:
+            n_read += 1
             alts = rec.alts or (".",)
             for i, alt in enumerate(alts, start=1):
                 yield VariantRow(
@@ -57,7 +59,7 @@ def _iter_vcf(vcf: Any, path: Path) -> Iterator[VariantRow]:
                     n_alts=len(alts),
                 )
     except (ValueError, OSError) as err:
-        raise InputError(f"cannot read VCF {path}: {err}") from None
+        raise InputError(f"cannot read VCF {path}: {_bad_record(path, n_read + 1)} ({err})") from None
 
 
 @contextlib.contextmanager
@@ -76,9 +78,56 @@ def _variant_file(path: Path, mode: str = "r", **kwargs: Any) -> Iterator[Any]:
         try:
             vcf = pysam.VariantFile(str(source), mode, **kwargs)
         except (ValueError, OSError, NotImplementedError) as err:
+            problem = _header_problem(path) if mode == "r" else None
+            if problem:
+                raise InputError(f"VCF {path} is not a valid VCF: {problem}") from None
             raise InputError(f"cannot read VCF {path} ({err}); is it a (bgzipped) VCF with a #CHROM header?") from None
         with vcf:
             yield vcf
+
+
+RECORD_COLUMNS = "CHROM POS ID REF ALT QUAL FILTER INFO"
+
+
+def _bad_record(path: Path, k: int) -> str:
+    """Where and why htslib stopped at the ``k``-th record (1-based), found by reading the text again: htslib says
+    only "unable to parse next record"."""
+    with open_text(path, "VCF") as fh:
+        seen = 0
+        for lineno, line in enumerate(fh, start=1):
+            if line.startswith("#"):
+                continue
+            seen += 1
+            if seen == k:
+                fields = line.rstrip("\r\n").split("\t")
+                if len(fields) < 8:
+                    why = f"{len(fields)} tab-separated column(s), a record needs 8 ({RECORD_COLUMNS})"
+                elif not fields[1].isdigit():
+                    why = f"POS {fields[1]!r} is not a whole number"
+                else:
+                    why = "htslib cannot parse it"
+                return f"line {lineno} (record {k}): {why}"
+    return f"record {k} cannot be parsed"
+
+
+def _header_problem(path: Path) -> str | None:
+    """What is wrong with a VCF's header, for the message when htslib refuses the file; None when it looks fine."""
+    try:
+        with open_text(path, "VCF") as fh:
+            first = fh.readline()
+            if not first.startswith("##fileformat=VCF"):
+                return (f"its first line is not ##fileformat=VCFv4.x (found {first.strip()[:40]!r}): a VCF needs a "
+                        f"header of ## lines and a tab-separated #CHROM line ({RECORD_COLUMNS.replace(' ', ', ')})")
+            for line in fh:
+                if not line.startswith("##"):
+                    if not line.startswith("#CHROM"):
+                        return "the ## header lines are not followed by a #CHROM line"
+                    if "\t" not in line:
+                        return "its #CHROM header line is not tab-separated (spaces?): VCF columns are tab-separated"
+                    return None
+    except (OSError, EOFError, UnicodeDecodeError):
+        return None
+    return "it has ## header lines but no #CHROM line"
 
 
 @contextlib.contextmanager

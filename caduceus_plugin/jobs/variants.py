@@ -155,6 +155,8 @@ def _classify(row: VariantRow, genome: Genome) -> tuple[str, str, str, str]:
     if row.chrom not in genome:
         return kind, "skipped", f"chromosome {row.chrom} is not in the FASTA", ""
     start = row.pos - 1
+    if start < 0:  # POS 0 (a telomere in the VCF spec) or a negative POS: no base of the FASTA to score
+        return kind, "skipped", f"POS {row.pos} is before the first base of {row.chrom} (VCF positions are 1-based)", ""
     if start + len(ref) > genome.lengths[row.chrom]:
         return kind, "skipped", f"REF runs past the end of chromosome {row.chrom}", ""
     fasta_ref, _ = genome.fetch(row.chrom, start, start + len(ref))

@@ -159,6 +159,9 @@ def test_cuda_requested_without_cuda(fasta: Path, tmp_path: Path, capsys) -> Non
     assert_fails(argv, "CUDA is not available", capsys, tmp_path / "o.parquet")
 
 
+_HEADER = "##fileformat=VCFv4.2\n##contig=<ID=20>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+
+
 def _vcf(path: Path, records: list[str]) -> Path:
     header = ["##fileformat=VCFv4.2", "##contig=<ID=20>", "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
     return write_lines(path, header + [r + "\t.\t.\t." for r in records])
@@ -182,8 +185,18 @@ def test_vcf_ref_mismatch_is_reported_per_variant(fasta: Path, tmp_path: Path, c
 
 @pytest.mark.parametrize(
     ("content", "needle"),
-    [(None, "does not exist"), ("not a vcf\n", "cannot read VCF"), ("##fileformat=VCFv4.2\n", "cannot read VCF")],
-    ids=["missing", "garbage", "no-header-line"],
+    [
+        (None, "does not exist"),
+        ("not a vcf\n", "v.vcf is not a valid VCF: its first line is not ##fileformat=VCFv4.x (found 'not a vcf')"),
+        ("##fileformat=VCFv4.2\n", "v.vcf is not a valid VCF: it has ## header lines but no #CHROM line"),
+        ("CHROM\tPOS\tID\tREF\tALT\n20\t100\t.\tA\tC\n", "its first line is not ##fileformat=VCFv4.x"),
+        ("##fileformat=VCFv4.2\n#CHROM POS ID REF ALT QUAL FILTER INFO\n20 100 . A C . . .\n",
+         "its #CHROM header line is not tab-separated"),
+        (_HEADER + "20\t100\t.\tA\tC\t.\t.\t.\n20\t200\t.\tA\n",
+         "v.vcf: line 5 (record 2): 4 tab-separated column(s), a record needs 8 (CHROM POS ID REF ALT"),
+        (_HEADER + "20\tabc\t.\tA\tC\t.\t.\t.\n", "v.vcf: line 4 (record 1): POS 'abc' is not a whole number"),
+    ],
+    ids=["missing", "garbage", "no-header-line", "table-not-vcf", "spaces", "short-record", "non-integer-pos"],
 )
 def test_unreadable_vcf(content: str | None, needle: str, fasta: Path, tmp_path: Path, capsys) -> None:
     vcf = tmp_path / "v.vcf"
@@ -247,6 +260,21 @@ def test_snv_with_n_alleles_is_reported_not_a_traceback(fasta: Path, tmp_path: P
     assert df["status"].to_list() == ["ok", "ok"]  # both are scored; the N allele gets no llr, and says why
     assert df["llr"][0] is None and df["emb_l2"][0] is not None and "N is not a base" in df["reason"][0]
     assert df["llr"][1] is not None
+
+
+def test_a_position_off_the_chromosome_is_skipped_with_its_reason(fasta: Path, tmp_path: Path, capsys) -> None:
+    """POS 0 (allowed by the VCF spec for telomeres) and a REF past the end: no base to score, so the row says so
+    instead of scoring N padding."""
+    vcf = _vcf(tmp_path / "v.vcf", ["20\t0\tzero\tN\tA", "20\t2999\tend\tACGT\tA"])
+    out = tmp_path / "s.parquet"
+    code, _, err = run(["score-variants", "--fasta", str(fasta), "--vcf", str(vcf), "--out", str(out), *FAST],
+                       capsys)
+    assert code == 0, err
+    df = pl.read_parquet(out)
+    assert df["status"].to_list() == ["skipped", "skipped"]
+    assert df["reason"].to_list() == ["POS 0 is before the first base of 20 (VCF positions are 1-based)",
+                                      "REF runs past the end of chromosome 20"]
+    assert df["emb_l2"].null_count() == 2
 
 
 def test_plain_gzip_vcf_is_read(fasta: Path, tmp_path: Path, capsys) -> None:
