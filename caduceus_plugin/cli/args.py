@@ -9,6 +9,7 @@ that ``caduceus --help`` stays fast; heavy imports go inside the command functio
 from __future__ import annotations
 
 import argparse
+import math
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -21,6 +22,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
 
@@ -82,7 +94,7 @@ def add_inference_arguments(parser: argparse.ArgumentParser, weights_help: str, 
                    help="DataLoader worker processes reading the FASTA alongside the model (default 0)")
     r.add_argument("--resume", action="store_true",
                    help="continue a killed run from the finished batches in OUT.parts/ (same inputs and options)")
-    r.add_argument("--log-every", type=float, default=30.0, metavar="S",
+    r.add_argument("--log-every", type=positive_float, default=30.0, metavar="S",
                    help="seconds between progress lines when stderr is not a terminal (default 30)")
 
 

@@ -11,17 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from caduceus_plugin.cli.args import positive_float
 from caduceus_plugin.cli.args import positive_int as _positive_int
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seq-len", type=_positive_int, default=1024)
     p.add_argument("--batch-size", type=_positive_int, default=4)
     p.add_argument("--steps", type=_positive_int, default=2000)
-    p.add_argument("--lr", type=_positive_float, default=2e-3, help="peak learning rate (default 2e-3)")
+    p.add_argument("--lr", type=positive_float, default=2e-3, help="peak learning rate (default 2e-3)")
     p.add_argument(
         "--val-region",
         help="held-out region CHR:START-END (1-based, inclusive); default: the last 5%% of the longest contig",
@@ -79,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s_.add_argument("--resume", action="store_true",
                     help="continue the run in OUT from its last checkpoint (afresh if it has none)")
     s_.add_argument("--stop-at-step", type=_positive_int, help="stop (with a checkpoint) after this step")
-    s_.add_argument("--max-minutes", type=_positive_float, help="stop (with a checkpoint) after this wall time")
+    s_.add_argument("--max-minutes", type=positive_float, help="stop (with a checkpoint) after this wall time")
     p.set_defaults(func=_run_pretrain)
 
     e = subparsers.add_parser(
