@@ -86,7 +86,7 @@ SIZES = {
 FIELDS = [
     "model", "size", "params", "backend", "mode", "length", "batch", "repeats", "tokens_per_s", "tokens_per_s_median",
     "tokens_per_s_min", "tokens_per_s_max", "spread", "tokens_per_s_all", "seconds", "peak_rss_gb", "peak_rss_gb_all",
-    "vs_ref", "vs_hyenadna", "load_before", "load_after", "error", "note",
+    "vs_ref", "vs_hyenadna", "load_before", "load_after", "cpu", "error", "note",
 ]
 
 T = TypeVar("T")
@@ -181,6 +181,28 @@ def repeats_arg(text: str) -> int:
             f"at least {MIN_REPEATS} repeats (got {n}): a median with its min and max needs {MIN_REPEATS} runs "
             "per cell")
     return n
+
+
+def cpu_description() -> str:
+    """The processor as these machines differ from one session to the next: model name, the vector ISA torch's
+    kernels use (AVX2 / AVX512) and whether it has bf16 matrix instructions (AVX512-BF16 or AMX), which decide the
+    projections' speed (float32 and ``+bf16``)."""
+    import torch
+
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    name = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    bf16 = "yes" if flags & {"avx512_bf16", "amx_bf16"} else ("no" if flags else "unknown")
+    return f"{name}, torch ISA {torch.backends.cpu.get_cpu_capability()}, bf16 matmul instructions: {bf16}"
 
 
 def load_average() -> tuple[float, float, float] | None:
@@ -518,6 +540,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"# {platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__} ({threads} threads), "
         f"python {platform.python_version()}"
     )
+    cpu = cpu_description()
+    print(f"# cpu: {cpu}")
     print(f"# --size {args.size}: {SIZES[args.size]['label']}")
     cells = plan(args)
     load_before = load_average()
@@ -546,6 +570,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         r["size"] = args.size
         r["load_before"] = round(load_before[0], 2) if load_before else None
         r["load_after"] = round(load_after[0], 2) if load_after else None
+        r["cpu"] = cpu
     print()
     print_header()
     for r in rows:
