@@ -33,14 +33,32 @@ def has_utf8_bom(path: Path) -> bool:
     return _magic(path, 3) == UTF8_BOM
 
 
+#: Leading bytes of files that users hand in for a FASTA, BED or VCF and that no reader here opens: what the file is
+#: and the command that makes a readable one (``{name}``: the file's name). gzip and bgzip are read.
+FOREIGN_FORMATS: tuple[tuple[bytes, str, str], ...] = (
+    (b"BZh", "bzip2-compressed", "bunzip2 -k {name}"),
+    (b"\xfd7zXZ\x00", "xz-compressed", "unxz -k {name}"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed", "unzstd {name}"),
+    (b"PK\x03\x04", "a zip archive", "unzip {name}"),
+    (b"\x43\x27\x41\x1a", "a UCSC .2bit genome", "twoBitToFa {name} genome.fa"),
+)
+
+
 def require_file(path: str | os.PathLike[str], what: str) -> Path:
-    """``path`` as a Path, or :class:`InputError` saying it does not exist or is a directory (``what``: "FASTA",
-    "BED", "VCF", ... for the message)."""
+    """``path`` as a Path, or :class:`InputError` saying it does not exist, is a directory, or is a compressed or
+    binary format that is not read here (:data:`FOREIGN_FORMATS`, with the command that converts it; ``what``:
+    "FASTA", "BED", "VCF", ... for the message)."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{what} path {path} is a directory, not a file: give the {what} file itself")
     if not path.is_file():
         raise InputError(f"{what} file {path} does not exist")
+    head = _magic(path, 6)
+    for magic, kind, fix in FOREIGN_FORMATS:
+        if head.startswith(magic):
+            how = ("decompress it" if "compressed" in kind else "convert it") + f" with `{fix.format(name=path.name)}`"
+            keep = " (bgzip that to keep it compressed)" if "compressed" in kind else ""
+            raise InputError(f"{what} {path} is {kind}, which is not read here: {how} and give that file{keep}")
     return path
 
 

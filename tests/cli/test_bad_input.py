@@ -111,6 +111,16 @@ def test_soft_masked_and_iupac_fasta_without_index(tmp_path: Path, capsys) -> No
     assert pl.read_parquet(tmp_path / "o.parquet").select("emb_0").item() is not None
 
 
+def test_bzip2_inputs_say_how_to_decompress(fasta: Path, tmp_path: Path, capsys) -> None:
+    import bz2
+
+    bed = tmp_path / "r.bed.bz2"
+    bed.write_bytes(bz2.compress(b"20\t10\t20\n"))
+    out = tmp_path / "o.parquet"
+    assert_fails(predict_argv(fasta, bed, out), "r.bed.bz2 is bzip2-compressed, which is not read here: decompress "
+                 "it with `bunzip2 -k r.bed.bz2`", capsys, out)
+
+
 def test_plain_gzip_fasta_says_how_to_recompress(tmp_path: Path, capsys) -> None:
     fa = write_fasta(tmp_path / "g.fa.gz", random_genome(), compress="gzip")
     bed = write_lines(tmp_path / "r.bed", ["20\t10\t20"])

@@ -102,6 +102,34 @@ def test_bed_from_a_windows_editor_reads_like_a_plain_one(tmp_path: Path) -> Non
         assert bed.columns["name"] == ["r1", "r2"]
 
 
+@pytest.mark.parametrize("what", ["FASTA", "BED", "VCF"])
+def test_foreign_compression_and_2bit_say_how_to_convert(what: str, tmp_path: Path) -> None:
+    """bzip2, xz, zstd, zip and .2bit inputs are named, with the command that makes a readable file, instead of a
+    decoder's or htslib's message; gzip passes."""
+    import bz2
+    import gzip
+    import lzma
+
+    from caduceus_plugin.errors import InputError
+    from caduceus_plugin.genome.files import require_file
+
+    text = b">20\nACGT\n" if what == "FASTA" else b"20\t1\t2\n"
+    made = {"x.bz2": (bz2.compress(text), "is bzip2-compressed", "`bunzip2 -k x.bz2`"),
+            "x.xz": (lzma.compress(text), "is xz-compressed", "`unxz -k x.xz`"),
+            "x.zst": (b"\x28\xb5\x2f\xfd" + bytes(16), "is zstd-compressed", "`unzstd x.zst`"),
+            "x.zip": (b"PK\x03\x04" + bytes(26), "is a zip archive", "`unzip x.zip`"),
+            "x.2bit": (bytes.fromhex("4327411a") + bytes(12), "is a UCSC .2bit genome",
+                       "`twoBitToFa x.2bit genome.fa`")}
+    for name, (data, kind, fix) in made.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(InputError) as err:
+            require_file(tmp_path / name, what)
+        msg = str(err.value)
+        assert msg.startswith(f"{what} {tmp_path / name} {kind}, which is not read here") and fix in msg, msg
+    (tmp_path / "x.gz").write_bytes(gzip.compress(text))
+    assert require_file(tmp_path / "x.gz", what) == tmp_path / "x.gz"
+
+
 def test_bed_in_a_windows_code_page_names_the_line_and_the_fix(tmp_path: Path) -> None:
     """A spreadsheet's cp1252 BED: the error names the first non-UTF-8 line, even when it lies past the first chunk
     the text stream decodes, plain or gzip."""
