@@ -1,7 +1,7 @@
 """Sittings of the next built-in model's training: a Caduceus-PS of 1,934,592 parameters (d_model 256 x 4 layers,
 the width of the released 131k checkpoints) pre-trained on GRCh37 chr20 outside its held-out 20:1-4,000,000, for
 5,000 steps x 16 windows x 1,024 bp = 81,920,000 tokens (20x the shipped model's 4.1M), in as many sittings as it
-takes (about 1,000 tokens/s on 2 cores: some 22 hours).
+takes (on 2 cores about 1,050 tokens/s with AVX2, some 22 hours, and 2,300 with AVX-512, some 10 hours).
 
     .venv/bin/python benchmarks/train_builtin.py --minutes 80   # one sitting: resume, train 80 minutes, checkpoint
     .venv/bin/python benchmarks/train_builtin.py --status       # step, tokens, held-out loss, rate, time left
@@ -11,7 +11,7 @@ boundary with its whole state in ``OUT/resume.pt``, and the finished run has the
 have (tested in tests/jobs/test_pretrain.py). ``OUT`` defaults to ``benchmarks/runs/grch37_chr20_ps_2m`` in the
 repository: its ``resume.pt`` (23 MB: weights, AdamW moments, every RNG) and ``training.json`` are committed at the
 end of a session, because a machine's home directory is not kept from one session to the next (a run kept under
-``~/.cache`` was lost that way at step 730) and a run of ~22 hours needs many sessions; ``model.safetensors``, which
+``~/.cache`` was lost that way at step 730) and a run of 10-22 hours needs many sessions; ``model.safetensors``, which
 ``resume.pt`` already holds, is ignored. When the run is finished and its weights ship, ``resume.pt`` is deleted.
 The chr20 FASTA is the one ``caduceus_plugin.data`` prepares from Debian's vt-examples package (fetched from the
 package registry once, then offline).
