@@ -488,7 +488,8 @@ def write_outputs(rows: list[dict], out_dir: Path) -> None:
     ax1.legend(fontsize=7)
     labels = "; ".join(SIZES[z]["label"] if z in SIZES else z for z in sizes)
     title = f"{labels}, peers: batch 1, float32 (+bf16: bf16 projections), inference, "
-    fig.suptitle(title + platform.machine(), fontsize=9)
+    cpus = sorted({r["cpu"] for r in rows if r.get("cpu")})
+    fig.suptitle(title + ("; ".join(cpus) or platform.machine()), fontsize=9)
     fig.tight_layout()
     tmp_png = out_dir / ".compute.png.tmp.png"
     fig.savefig(tmp_png, dpi=110)
