@@ -8,13 +8,20 @@ takes (on 2 cores about 1,050 tokens/s with AVX2, some 22 hours, and 2,300 with 
 
 A sitting is ``caduceus pretrain`` with :data:`RECIPE`, ``--resume`` and ``--max-minutes``: it stops at a step
 boundary with its whole state in ``OUT/resume.pt``, and the finished run has the weights an uninterrupted one would
-have (tested in tests/jobs/test_pretrain.py). ``OUT`` defaults to ``benchmarks/runs/grch37_chr20_ps_2m`` in the
-repository: its ``resume.pt`` (23 MB: weights, AdamW moments, every RNG) and ``training.json`` are committed at the
-end of a session, because a machine's home directory is not kept from one session to the next (a run kept under
-``~/.cache`` was lost that way at step 730) and a run of 10-22 hours needs many sessions; ``model.safetensors``, which
-``resume.pt`` already holds, is ignored. When the run is finished and its weights ship, ``resume.pt`` is deleted.
-The chr20 FASTA is the one ``caduceus_plugin.data`` prepares from Debian's vt-examples package (fetched from the
-package registry once, then offline).
+have (tested in tests/jobs/test_pretrain.py). ``OUT`` (default ``~/.cache/caduceus-plugin/runs/grch37_chr20_ps_2m``)
+is the live run directory, outside the repository.
+
+A machine's home directory is not kept from one session to the next (a run kept only under ``~/.cache`` was lost
+that way at step 730), and a run of 10-22 hours needs many sessions. So the run is carried in the repository:
+
+    .venv/bin/python benchmarks/train_builtin.py --carry       # end of a session: OUT -> benchmarks/runs/..., commit
+
+``--carry`` copies ``resume.pt`` (23 MB: weights, AdamW moments, every RNG), ``training.json`` and ``config.json``
+into :data:`CARRY` (``benchmarks/runs/grch37_chr20_ps_2m``, tracked by git); a sitting starts by copying them back
+into ``OUT`` when ``OUT`` holds no run or an older one. The tracked copy changes only through ``--carry``, so the
+23 MB file enters the history once a session, not with every commit. When the run is finished and its weights
+ship, the carried files are deleted. The chr20 FASTA is the one ``caduceus_plugin.data`` prepares from Debian's
+vt-examples package (fetched from the package registry once, then offline).
 
 ``--status`` also prints the shipped model's last validation on the same 64 held-out windows and masks (same
 region, window length, count and seed), the figure the new model has to beat before it replaces it.
@@ -31,8 +38,51 @@ from typing import Any
 #: The run's identity (``caduceus pretrain`` flags); changing any of it starts a different run.
 RECIPE: dict[str, Any] = dict(rcps=True, d_model=256, n_layer=4, seq_len=1024, batch_size=16, steps=5000, lr=2e-3,
                               val_region="chr20:1-4000000", val_windows=64, val_every=50, seed=0)
-#: In the repository so that the run survives a new machine (see the module docstring).
-DEFAULT_OUT = Path(__file__).resolve().parent / "runs" / "grch37_chr20_ps_2m"
+DEFAULT_OUT = Path.home() / ".cache" / "caduceus-plugin" / "runs" / "grch37_chr20_ps_2m"
+#: The run's copy in the repository, which survives a new machine (see the module docstring).
+CARRY = Path(__file__).resolve().parent / "runs" / "grch37_chr20_ps_2m"
+#: What a carried copy holds; ``model.safetensors`` is inside ``resume.pt`` and is rewritten at the next checkpoint.
+CARRIED = ("resume.pt", "training.json", "config.json")
+
+
+def run_step(run_dir: Path) -> int | None:
+    """The step of the last checkpoint in ``run_dir`` (from its ``training.json``), or None when it holds no run."""
+    path = run_dir / "training.json"
+    if not (path.is_file() and (run_dir / "resume.pt").is_file()):
+        return None
+    hist = json.loads(path.read_text()).get("history") or []
+    return int(hist[-1]["step"]) if hist else 0
+
+
+def copy_run(src: Path, dst: Path) -> None:
+    """Copy the :data:`CARRIED` files of a run from ``src`` to ``dst``, each atomically, ``training.json`` last (it
+    is what :func:`run_step` reads, so a copy cut short never looks newer than it is)."""
+    from caduceus_plugin.fileio import atomic_copy
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in sorted(CARRIED, key=lambda n: n == "training.json"):
+        if (src / name).is_file():
+            atomic_copy(src / name, dst / name)
+
+
+def seed_from_carry(out: Path, carry: Path = CARRY) -> str | None:
+    """Before a sitting: copy the carried run into ``out`` when ``out`` has none or an older one; says what it did."""
+    have, carried = run_step(out), run_step(carry)
+    if carried is None or (have is not None and have >= carried):
+        return None
+    copy_run(carry, out)
+    return f"seeded {out} from the carried run in {carry} (step {carried}; {out} had {have})"
+
+
+def carry_run(out: Path, carry: Path = CARRY) -> str:
+    """End of a session: copy the live run into the repository's :data:`CARRY` (refusing to go backwards)."""
+    have, carried = run_step(out), run_step(carry)
+    if have is None:
+        return f"{out}: no run to carry"
+    if carried is not None and carried > have:
+        return f"{carry} holds step {carried}, newer than {out} (step {have}): nothing carried"
+    copy_run(out, carry)
+    return f"carried step {have} from {out} to {carry}: commit {', '.join(CARRIED)} there"
 
 
 def config(out: Path, fasta: str, minutes: float | None, threads: int) -> Any:
@@ -41,12 +91,15 @@ def config(out: Path, fasta: str, minutes: float | None, threads: int) -> Any:
     return PretrainConfig(fasta=fasta, out=str(out), threads=threads, resume=True, max_minutes=minutes, **RECIPE)
 
 
-def status(out: Path) -> str:
-    """Where the run stands, from its ``training.json``: one paragraph."""
+def status(out: Path, carry: Path | None = None) -> str:
+    """Where the run stands, from its ``training.json``: one paragraph. Where ``out`` holds no run and ``carry``
+    does, the carried copy's."""
     from caduceus_plugin.registry.pretrained import shipped_weights
 
     path = out / "training.json"
     if not path.is_file():
+        if carry is not None and run_step(carry) is not None:
+            return f"{out}: no run here; the next sitting starts from the carried copy\n" + status(carry)
         return f"{out}: not started (no training.json); start it with --minutes M"
     info = json.loads(path.read_text())
     hist = info["history"]
@@ -80,13 +133,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--minutes", type=float, help="train this long in this sitting (stops at a step boundary)")
     p.add_argument("--status", action="store_true", help="print where the run stands and exit")
+    p.add_argument("--carry", action="store_true", help=f"copy the run's state into {CARRY} (to commit) and exit")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"run directory (default {DEFAULT_OUT})")
     p.add_argument("--fasta", help="GRCh37 chr20 FASTA with contig chr20 (default: the one caduceus_plugin.data "
                                    "prepares)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
+    if args.carry:
+        print(carry_run(args.out))
+        return 0
     if args.status or args.minutes is None:
-        print(status(args.out))
+        print(status(args.out, CARRY))
         return 0
     if not args.minutes > 0:
         p.error(f"--minutes must be positive, got {args.minutes}")
@@ -98,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
             from caduceus_plugin.data.sources import chr20_fasta
 
             args.fasta = str(chr20_fasta())
+        seeded = seed_from_carry(args.out)
+        if seeded:
+            print(seeded, flush=True)
         pretrain(config(args.out, args.fasta, args.minutes, args.threads), log=lambda s: print(s, flush=True))
     except CaduceusError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -322,16 +322,48 @@ def test_builtin_status_reads_the_run(tmp_path: Path) -> None:
     assert f"margin now {shipped - 1.28:+.4f} nats" in text and "the same windows" in text
 
 
-def test_builtin_run_is_kept_in_the_repository() -> None:
-    """The run's state must survive a new machine: its directory is inside the clone, resume.pt and training.json
-    are committed, and model.safetensors (already inside resume.pt) is ignored."""
+def test_builtin_run_is_carried_in_the_repository() -> None:
+    """The run's state must survive a new machine: its carried copy is inside the clone, resume.pt, training.json
+    and config.json are tracked there, and model.safetensors (already inside resume.pt) is ignored."""
     import shutil
 
     root = Path(__file__).resolve().parents[1]
-    out = train_builtin.DEFAULT_OUT
-    assert out.is_relative_to(root) and out.relative_to(root).parts[0] == "benchmarks"
+    carry = train_builtin.CARRY
+    assert carry.is_relative_to(root) and carry.relative_to(root).parts[0] == "benchmarks"
+    assert not train_builtin.DEFAULT_OUT.is_relative_to(root)  # the live run: a commit -a never picks it up
     if shutil.which("git") is None or not (root / ".git").exists():
         pytest.skip("not a git checkout")
-    rel = [str((out / name).relative_to(root)) for name in ("resume.pt", "training.json", "model.safetensors")]
+    rel = [str((carry / name).relative_to(root)) for name in (*train_builtin.CARRIED, "model.safetensors")]
     res = subprocess.run(["git", "check-ignore", *rel], cwd=root, capture_output=True, text=True)
-    assert res.stdout.split() == [rel[2]]
+    assert res.stdout.split() == [rel[-1]]
+
+
+def _fake_run(path: Path, step: int) -> Path:
+    import json
+
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "resume.pt").write_bytes(f"state {step}".encode())
+    (path / "config.json").write_text("{}")
+    hist = [{"step": s, "tokens_seen": s * 16384, "elapsed_s": s * 7.0, "val_loss": 1.2, "val_accuracy": 0.45}
+            for s in range(0, step + 1, 50)]
+    settings = {"seq_len": 1024, "val_windows": 64, "seed": 0}
+    (path / "training.json").write_text(json.dumps({"history": hist, "sittings": [], "settings": settings}))
+    return path
+
+
+def test_builtin_sittings_seed_from_and_carry_to_the_repository_copy(tmp_path: Path) -> None:
+    """A new machine (no live run) starts from the carried copy; an older live run is replaced by it, a newer one
+    kept; --carry copies forward and never backwards."""
+    live, carry = tmp_path / "live", _fake_run(tmp_path / "carry", 300)
+    assert "no run here; the next sitting starts from the carried copy" in train_builtin.status(live, carry)
+    assert "step 300" in train_builtin.seed_from_carry(live, carry)
+    assert (live / "resume.pt").read_bytes() == b"state 300" and train_builtin.run_step(live) == 300
+    assert train_builtin.seed_from_carry(live, carry) is None  # same step: nothing to do
+    _fake_run(live, 450)
+    assert train_builtin.seed_from_carry(live, carry) is None and train_builtin.run_step(live) == 450
+    assert "carried step 450" in train_builtin.carry_run(live, carry)
+    assert (carry / "resume.pt").read_bytes() == b"state 450" and train_builtin.run_step(carry) == 450
+    assert not (carry / "model.safetensors").exists()
+    _fake_run(live, 100)  # an older live run must not overwrite the carried one
+    assert "newer than" in train_builtin.carry_run(live, carry) and train_builtin.run_step(carry) == 450
+    assert "no run to carry" in train_builtin.carry_run(tmp_path / "empty", carry)
