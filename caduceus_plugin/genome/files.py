@@ -94,4 +94,3 @@ def not_utf8_message(path: str | os.PathLike[str], what: str) -> str:
                     f"{err.start + 1}): save it as UTF-8, e.g. iconv -f cp1252 -t utf-8 {path.name} > {fixed}"
                 )
     return f"{what} {path} is not UTF-8 text: save it as UTF-8"  # not reached for a file that failed to decode
-

@@ -91,22 +91,25 @@ RECORD_COLUMNS = "CHROM POS ID REF ALT QUAL FILTER INFO"
 
 def _bad_record(path: Path, k: int) -> str:
     """Where and why htslib stopped at the ``k``-th record (1-based), found by reading the text again: htslib says
-    only "unable to parse next record"."""
-    with open_text(path, "VCF") as fh:
-        seen = 0
-        for lineno, line in enumerate(fh, start=1):
-            if line.startswith("#"):
-                continue
-            seen += 1
-            if seen == k:
-                fields = line.rstrip("\r\n").split("\t")
-                if len(fields) < 8:
-                    why = f"{len(fields)} tab-separated column(s), a record needs 8 ({RECORD_COLUMNS})"
-                elif not fields[1].isdigit():
-                    why = f"POS {fields[1]!r} is not a whole number"
-                else:
-                    why = "htslib cannot parse it"
-                return f"line {lineno} (record {k}): {why}"
+    only "unable to parse next record". A file that cannot be read again (truncated gzip) gets the record number."""
+    try:
+        with open_text(path, "VCF") as fh:
+            seen = 0
+            for lineno, line in enumerate(fh, start=1):
+                if line.startswith("#"):
+                    continue
+                seen += 1
+                if seen == k:
+                    fields = line.rstrip("\r\n").split("\t")
+                    if len(fields) < 8:
+                        why = f"{len(fields)} tab-separated column(s), a record needs 8 ({RECORD_COLUMNS})"
+                    elif not fields[1].isdigit():
+                        why = f"POS {fields[1]!r} is not a whole number"
+                    else:
+                        why = "htslib cannot parse it"
+                    return f"line {lineno} (record {k}): {why}"
+    except (OSError, EOFError, UnicodeDecodeError):
+        pass
     return f"record {k} cannot be parsed"
 
 
