@@ -51,15 +51,18 @@ def test_missing_data_source_stops_clearly_and_keeps_partial_results(tmp_path: P
     assert "oct4_mafk" in (tmp_path / "R.md").read_text()
 
 
-def test_unknown_model_or_task_is_one_line(tmp_path: Path) -> None:
+def test_unknown_model_or_task_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """In-process (one real process is enough to show the CLI prints no traceback: tests/cli/test_bad_input.py)."""
+    from caduceus_plugin.cli import main
+
     for argv, needle in ((["--models", "caduceus_pz"], "unknown backbone 'caduceus_pz'"),
                          (["--models", "cnn", "--weights", "caduceus_ps=/x"], "not among --models"),
                          (["--models", "cnn", "--weights", "cnn=/nonexistent"], "no such file"),
                          (["--tasks", "nope"], "unknown task 'nope'")):
-        proc = subprocess.run([sys.executable, "-m", "caduceus_plugin.cli", "bench", "--quick", "--out",
-                               str(tmp_path), *argv], capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 2 and proc.stderr.startswith("error: ") and needle in proc.stderr
-        assert proc.stderr.count("\n") == 1
+        code = main(["bench", "--quick", "--out", str(tmp_path), *argv])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("error: ") and needle in err, err
+        assert err.count("\n") == 1
 
 
 @pytest.mark.slow
