@@ -338,7 +338,7 @@ def test_builtin_run_is_carried_in_the_repository() -> None:
     assert res.stdout.split() == [rel[-1]]
 
 
-def _fake_run(path: Path, step: int) -> Path:
+def _fake_builtin_run(path: Path, step: int) -> Path:
     import json
 
     path.mkdir(parents=True, exist_ok=True)
@@ -354,16 +354,16 @@ def _fake_run(path: Path, step: int) -> Path:
 def test_builtin_sittings_seed_from_and_carry_to_the_repository_copy(tmp_path: Path) -> None:
     """A new machine (no live run) starts from the carried copy; an older live run is replaced by it, a newer one
     kept; --carry copies forward and never backwards."""
-    live, carry = tmp_path / "live", _fake_run(tmp_path / "carry", 300)
+    live, carry = tmp_path / "live", _fake_builtin_run(tmp_path / "carry", 300)
     assert "no run here; the next sitting starts from the carried copy" in train_builtin.status(live, carry)
     assert "step 300" in train_builtin.seed_from_carry(live, carry)
     assert (live / "resume.pt").read_bytes() == b"state 300" and train_builtin.run_step(live) == 300
     assert train_builtin.seed_from_carry(live, carry) is None  # same step: nothing to do
-    _fake_run(live, 450)
+    _fake_builtin_run(live, 450)
     assert train_builtin.seed_from_carry(live, carry) is None and train_builtin.run_step(live) == 450
     assert "carried step 450" in train_builtin.carry_run(live, carry)
     assert (carry / "resume.pt").read_bytes() == b"state 450" and train_builtin.run_step(carry) == 450
     assert not (carry / "model.safetensors").exists()
-    _fake_run(live, 100)  # an older live run must not overwrite the carried one
+    _fake_builtin_run(live, 100)  # an older live run must not overwrite the carried one
     assert "newer than" in train_builtin.carry_run(live, carry) and train_builtin.run_step(carry) == 450
     assert "no run to carry" in train_builtin.carry_run(tmp_path / "empty", carry)

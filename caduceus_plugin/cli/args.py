@@ -25,15 +25,25 @@ def positive_int(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
+def _finite_float(text: str, allow_zero: bool) -> float:
+    kind = "a non-negative" if allow_zero else "a positive"
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {kind} number, got {text!r}") from None
+    if not ((value >= 0) if allow_zero else (value > 0)) or value == math.inf:  # NaN fails both comparisons
+        raise argparse.ArgumentTypeError(f"expected {kind} number, got {text!r}")
     return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    return _finite_float(text, allow_zero=False)
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    return _finite_float(text, allow_zero=True)
 
 
 def non_negative_int(text: str) -> int:
@@ -94,8 +104,8 @@ def add_inference_arguments(parser: argparse.ArgumentParser, weights_help: str, 
                    help="DataLoader worker processes reading the FASTA alongside the model (default 0)")
     r.add_argument("--resume", action="store_true",
                    help="continue a killed run from the finished batches in OUT.parts/ (same inputs and options)")
-    r.add_argument("--log-every", type=positive_float, default=30.0, metavar="S",
-                   help="seconds between progress lines when stderr is not a terminal (default 30)")
+    r.add_argument("--log-every", type=non_negative_float, default=30.0, metavar="S",
+                   help="seconds between progress lines when stderr is not a terminal (default 30; 0: every batch)")
 
 
 def run_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -325,13 +325,15 @@ def test_usage_errors_are_one_line(capsys) -> None:
         assert err.startswith("error: caduceus") and err.count("\n") == 1 and "usage:" not in err, err
     # numbers that must be positive and finite, with every required argument given (so only the type can fail)
     job = ["--fasta", "x.fa", "--out", "y.parquet"]
-    for argv, flag in ((["predict", *job, "--bed", "b.bed", "--log-every", "-1"], "--log-every"),
-                       (["score-variants", *job, "--vcf", "v.vcf", "--log-every", "nan"], "--log-every"),
-                       (["pretrain", "--fasta", "x.fa", "--out", "run", "--max-minutes", "inf"], "--max-minutes")):
+    for argv, want in ((["predict", *job, "--bed", "b.bed", "--log-every", "-1"], "--log-every: expected a non-neg"),
+                       (["score-variants", *job, "--vcf", "v.vcf", "--log-every", "nan"], "--log-every: expected"),
+                       (["pretrain", "--fasta", "x.fa", "--out", "run", "--max-minutes", "inf"],
+                        "--max-minutes: expected a positive number"),
+                       (["pretrain", "--fasta", "x.fa", "--out", "run", "--lr", "0"], "--lr: expected a positive")):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         err = capsys.readouterr().err
-        assert exc.value.code == 2 and f"argument {flag}: expected a positive number" in err, err
+        assert exc.value.code == 2 and f"argument {want}" in err, err
 
 
 def test_a_batch_that_cannot_fit_in_memory_is_refused(fasta: Path, tmp_path: Path, capsys) -> None:
