@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pickle
 import zipfile
+from collections.abc import Container, Mapping
 from pathlib import Path
 
 import torch
@@ -17,7 +18,7 @@ from safetensors.torch import load_file
 
 from caduceus_plugin.errors import CheckpointError
 
-__all__ = ["UntrustedPickleError", "read_state_dict"]
+__all__ = ["UntrustedPickleError", "check_state_dict", "read_state_dict"]
 
 
 class UntrustedPickleError(CheckpointError):
@@ -71,3 +72,36 @@ def read_state_dict(path: str | Path, trust_pickle: bool = False) -> dict[str, t
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         raise CheckpointError(f"{path} does not hold a state dict of tensors")
     return obj
+
+
+def check_state_dict(
+    state: Mapping[str, torch.Tensor],
+    expected: Mapping[str, torch.Tensor],
+    source: str = "checkpoint",
+    optional: Container[str] = (),
+) -> None:
+    """Check that ``state`` fits a model whose own tensors are ``expected``, before loading it.
+
+    Every key of ``expected`` must be in ``state`` unless it is in ``optional`` (tensors the loader derives), no
+    other key may be, each tensor must have the model's shape, and floating-point tensors must be finite: a loaded
+    NaN would only show as NaN outputs much later.
+
+    Raises:
+        CheckpointError: one line naming ``source``, the first offending key and what is wrong with it.
+    """
+    missing = [k for k in expected if k not in state and k not in optional]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise CheckpointError(f"{source}: missing tensor {missing[0]}{more}; the file does not match config.json")
+    unexpected = sorted(set(state) - set(expected))
+    if unexpected:
+        more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
+        raise CheckpointError(f"{source}: unexpected tensor {unexpected[0]}{more}; the file does not match config.json")
+    for key, value in state.items():
+        if tuple(value.shape) != tuple(expected[key].shape):
+            raise CheckpointError(
+                f"{source}: tensor {key} has shape {tuple(value.shape)}, "
+                f"config.json implies {tuple(expected[key].shape)}"
+            )
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"{source}: tensor {key} contains NaN or inf values")

@@ -27,7 +27,9 @@ from caduceus_plugin.errors import CheckpointError
 from caduceus_plugin.fileio import atomic_write as _atomic_write
 from caduceus_plugin.models.caduceus.config import CaduceusConfig
 from caduceus_plugin.models.caduceus.modeling import CaduceusForMaskedLM
-from caduceus_plugin.models.state_dict import read_state_dict  # shared by the families; kept importable from here
+
+# read_state_dict is shared by the families; kept importable from here
+from caduceus_plugin.models.state_dict import check_state_dict, read_state_dict
 
 CONFIG_NAMES = ("config.json", "model_config.json")
 WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin")
@@ -100,24 +102,10 @@ def load_state_dict_into(
                 state[src] = state[alias]
             del state[alias]
     required = [k for k in own if k not in aliases]
-    missing = [k for k in required if k not in state]
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise CheckpointError(f"{source}: missing tensor {missing[0]}{more}; the file does not match config.json")
-    unexpected = sorted(set(state) - set(required))
-    if unexpected:
-        more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
-        raise CheckpointError(f"{source}: unexpected tensor {unexpected[0]}{more}; the file does not match config.json")
+    check_state_dict(state, {k: own[k] for k in required}, source)
     for key in required:
-        if tuple(state[key].shape) != tuple(own[key].shape):
-            raise CheckpointError(
-                f"{source}: tensor {key} has shape {tuple(state[key].shape)}, "
-                f"config.json implies {tuple(own[key].shape)}"
-            )
         if key.endswith("complement_map") and not torch.equal(state[key].long(), own[key]):
             raise CheckpointError(f"{source}: buffer {key} disagrees with complement_map in config.json")
-        if state[key].is_floating_point() and not torch.isfinite(state[key]).all():
-            raise CheckpointError(f"{source}: tensor {key} contains NaN or inf values")
     model.load_state_dict({k: state[k] for k in required}, strict=False)
     model.tie_weights()
 

@@ -24,7 +24,7 @@ from caduceus_plugin.errors import CheckpointError, InputError
 from caduceus_plugin.fileio import atomic_directory
 from caduceus_plugin.models.hyenadna.config import HyenaDNAConfig
 from caduceus_plugin.models.hyenadna.modeling import HyenaDNA
-from caduceus_plugin.models.state_dict import read_state_dict
+from caduceus_plugin.models.state_dict import check_state_dict, read_state_dict
 
 __all__ = ["export_state_dict", "from_pretrained", "load_state_dict_into", "normalize_keys", "save_pretrained"]
 
@@ -94,21 +94,7 @@ def load_state_dict_into(model: HyenaDNA, state: dict[str, torch.Tensor], source
                 raise CheckpointError(f"{source}: {k} should be the shared Sin frequency {stored[0]} but differs")
         for k in keys:
             state[k] = first
-    missing = [k for k in own if k not in state and not k.endswith(_DERIVED)]
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise CheckpointError(f"{source}: missing tensor {missing[0]}{more}; the file does not match config.json")
-    unexpected = sorted(set(state) - set(own))
-    if unexpected:
-        more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
-        raise CheckpointError(f"{source}: unexpected tensor {unexpected[0]}{more}; the file does not match config.json")
-    for key, value in state.items():
-        if tuple(value.shape) != tuple(own[key].shape):
-            raise CheckpointError(
-                f"{source}: tensor {key} has shape {tuple(value.shape)}, config.json implies {tuple(own[key].shape)}"
-            )
-        if value.is_floating_point() and not torch.isfinite(value).all():
-            raise CheckpointError(f"{source}: tensor {key} contains NaN or inf values")
+    check_state_dict(state, own, source, optional={k for k in own if k.endswith(_DERIVED)})
     model.load_state_dict(state, strict=False)
 
 
