@@ -196,13 +196,8 @@ def selective_scan_ref(
     after the last step is returned too, so a long sequence can be scanned in pieces.
     """
     dtype = x.dtype
-    x, delta, A, B, C = (t.float() for t in (x, delta, A, B, C))
-    if delta_bias is not None:
-        delta = delta + delta_bias.float()[:, None]
-    if delta_softplus:
-        delta = F.softplus(delta)
+    x, delta, A, B, C, h = _start(x, delta, A, B, C, delta_bias, delta_softplus, h0)
     b, e, length = x.shape
-    h = x.new_zeros(b, e, A.shape[1]) if h0 is None else h0.float()
     ys = []
     for t in range(length):
         dt = delta[:, :, t]
@@ -210,6 +205,26 @@ def selective_scan_ref(
         ys.append(torch.einsum("ben,bn->be", h, C[:, :, t]))
     y = torch.stack(ys, dim=-1) if ys else x.new_zeros(b, e, 0)
     return _finish(y, x, D, z, dtype, h, return_last_state)
+
+
+def _start(
+    x: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    delta_bias: torch.Tensor | None,
+    delta_softplus: bool,
+    h0: torch.Tensor | None,
+) -> tuple[torch.Tensor, ...]:
+    """Inputs in float32, ``delta`` biased and softplus-ed as asked, and the initial state (zeros by default)."""
+    x, delta, A, B, C = (t.float() for t in (x, delta, A, B, C))
+    if delta_bias is not None:
+        delta = delta + delta_bias.float()[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    h = x.new_zeros(x.shape[0], x.shape[1], A.shape[1]) if h0 is None else h0.float()
+    return x, delta, A, B, C, h
 
 
 def _finish(
@@ -273,13 +288,8 @@ def selective_scan_chunked(
     recomputed in the backward pass.
     """
     dtype = x.dtype
-    x, delta, A, B, C = (t.float() for t in (x, delta, A, B, C))
-    if delta_bias is not None:
-        delta = delta + delta_bias.float()[:, None]
-    if delta_softplus:
-        delta = F.softplus(delta)
+    x, delta, A, B, C, h = _start(x, delta, A, B, C, delta_bias, delta_softplus, h0)
     b, e, length = x.shape
-    h = x.new_zeros(b, e, A.shape[1]) if h0 is None else h0.float()
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, delta, A, B, C))
     ys = []
     y = x.new_empty(b, e, length)  # filled in place without autograd: no list of small tensors to fragment the heap
