@@ -101,12 +101,12 @@ def load_state_dict_into(
             if src not in state:
                 state[src] = state[alias]
             del state[alias]
-    required = [k for k in own if k not in aliases]
-    check_state_dict(state, {k: own[k] for k in required}, source)
-    for key in required:
-        if key.endswith("complement_map") and not torch.equal(state[key].long(), own[key]):
+    expected = {k: v for k, v in own.items() if k not in aliases}
+    check_state_dict(state, expected, source)  # from here on, state holds exactly the keys of expected
+    for key, value in expected.items():
+        if key.endswith("complement_map") and not torch.equal(state[key].long(), value):
             raise CheckpointError(f"{source}: buffer {key} disagrees with complement_map in config.json")
-    model.load_state_dict({k: state[k] for k in required}, strict=False)
+    model.load_state_dict(state, strict=False)
     model.tie_weights()
 
 
