@@ -91,6 +91,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--k", type=_positive_int, action="append", help="k-mer baseline context per side (default 1 2 3)")
     e.add_argument("--seed", type=int, default=12345, help="masking seed")
     e.add_argument("--threads", type=_positive_int, default=1)
+    e.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="WEIGHTS",
+        help="another checkpoint directory scored on the same windows and masked positions: the difference in loss "
+        "and accuracy with a 95%% bootstrap interval over windows and a verdict (repeatable)",
+    )
     e.add_argument("--json", help="also write the result to this JSON file")
     e.set_defaults(func=_run_eval)
 
@@ -151,6 +159,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         seed=args.seed,
         threads=args.threads,
         exclude=args.exclude,
+        against=args.against,
     )
     m = res["model"]
     print(
@@ -176,6 +185,15 @@ def _run_eval(args: argparse.Namespace) -> int:
             f"([MASK] only {res['margin_vs_best_kmer_mask_only']:+.4f})"
         )
     print(line)
+    for name, cmp in res.get("against", {}).items():
+        o = cmp["model"]
+        print(f"  against {name}: accuracy {o['accuracy']:.4f}, loss {o['nuc_loss']:.4f}")
+        for key, label in (("nuc_loss_diff", "loss"), ("accuracy_diff", "accuracy")):
+            c = cmp[key]
+            print(
+                f"    {label} difference (this model minus that one) {c['diff']:+.4f}, 95% CI "
+                f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] over {res['n_windows']} windows: {c['verdict']}"
+            )
     print("  (accuracy: argmax over A/C/G/T; loss: cross-entropy over A/C/G/T, nats)")
     if args.json:
         write_json_atomic(Path(args.json), res)

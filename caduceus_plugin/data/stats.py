@@ -22,6 +22,7 @@ __all__ = [
     "bootstrap",
     "bootstrap_auroc",
     "paired_bootstrap",
+    "pooled_paired_bootstrap",
     "seed_t_interval",
     "verdict",
 ]
@@ -91,6 +92,28 @@ def paired_bootstrap(
             raise ValueError(f"paired values need the same (seeds, items) shape, got {a.shape} and {b.shape}")
         d = a - b
     return bootstrap(lambda s, i: float(np.nanmean(d[np.ix_(s, i)])), *d.shape, n_boot=n_boot, seed=seed, level=level)
+
+
+def pooled_paired_bootstrap(
+    sum_a: np.ndarray, sum_b: np.ndarray, counts: np.ndarray, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95
+) -> Interval:
+    """Interval of ``(sum(sum_a) - sum(sum_b)) / sum(counts)`` with the items (``(n_items,)`` each) resampled.
+
+    For a metric pooled over the positions of items (windows) of unequal size, such as a cross-entropy averaged over
+    the masked positions of evaluation windows: ``sum_a[i]`` / ``sum_b[i]`` are two models' totals over item ``i``'s
+    ``counts[i]`` positions, so the estimate is exactly the difference of the pooled metrics (a mean of per-item
+    means would weight a window with 3 masked positions like one with 150).
+    """
+    a, b, n = (np.asarray(v, dtype=np.float64).ravel() for v in (sum_a, sum_b, counts))
+    if not a.shape == b.shape == n.shape:
+        raise ValueError(f"pooled paired values need one length, got {a.shape}, {b.shape} and {n.shape}")
+    d = a - b
+
+    def pooled(_: np.ndarray, i: np.ndarray) -> float:
+        total = n[i].sum()
+        return float(d[i].sum() / total) if total > 0 else float("nan")
+
+    return bootstrap(pooled, 1, len(d), n_boot=n_boot, seed=seed, level=level)
 
 
 def seed_t_interval(diffs: np.ndarray, level: float = 0.95) -> Interval:

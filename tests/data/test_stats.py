@@ -14,6 +14,7 @@ from caduceus_plugin.data.stats import (
     bootstrap,
     bootstrap_auroc,
     paired_bootstrap,
+    pooled_paired_bootstrap,
     seed_t_interval,
     verdict,
 )
@@ -44,6 +45,27 @@ def test_paired_bootstrap_finds_a_real_shift_and_not_a_null_one():
     assert null.low < 0 < null.high and "3 seed(s) and 200 items" in null.method
     with pytest.raises(ValueError, match="same"):
         paired_bootstrap(base, base[:, :10])
+
+
+def test_pooled_paired_bootstrap_weights_items_by_their_positions():
+    rng = np.random.default_rng(2)
+    counts = rng.integers(1, 150, size=300).astype(float)
+    per_pos_b = 1.2 + 0.1 * rng.normal(size=300)  # per-window difficulty, shared by both models
+    sum_b = per_pos_b * counts
+    sum_a = (per_pos_b - 0.03 + 0.01 * rng.normal(size=300)) * counts  # model a: 0.03 nats lower per position
+    iv = pooled_paired_bootstrap(sum_a, sum_b, counts)
+    assert iv.estimate == pytest.approx((sum_a.sum() - sum_b.sum()) / counts.sum())  # pooled, not a mean of means
+    assert iv.low < iv.estimate < iv.high < 0 and verdict(iv, higher_is_better=False) == "better"
+    # a large gain confined to windows with few positions: the pooled difference stays small
+    small = counts < 5
+    tilted = np.where(small, sum_b - 1.0 * counts, sum_b)
+    pooled = pooled_paired_bootstrap(tilted, sum_b, counts).estimate
+    assert pooled == pytest.approx(-counts[small].sum() / counts.sum())
+    assert abs(pooled) < abs(np.mean(np.where(small, -1.0, 0.0)))
+    null = pooled_paired_bootstrap(sum_b + 0.05 * rng.normal(size=300) * counts, sum_b, counts)
+    assert null.low < 0 < null.high
+    with pytest.raises(ValueError, match="one length"):
+        pooled_paired_bootstrap(sum_a, sum_b, counts[:10])
 
 
 def test_bootstrap_resamples_seeds_too():

@@ -329,9 +329,7 @@ def test_cli_pretrain_bad_input(tmp_path, capsys):
 def test_cli_pretrain_and_eval(tmp_path, capsys):
     fasta = _fasta(tmp_path / "x.fa", {"c1": _motif_genome(6000)})
     out = tmp_path / "run"
-    argv = ["pretrain", "--fasta", fasta, "--out", str(out), "--d-model", "8", "--n-layer", "1", "--seq-len", "64"]
-    argv += ["--batch-size", "4", "--steps", "4", "--val-every", "2", "--val-windows", "4", "--val-region", "c1:1-640"]
-    assert main(argv) == 0
+    assert main([*argv_train_for(fasta, out), "--steps", "4"]) == 0
     assert "wrote" in capsys.readouterr().out
     assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "training.json", "resume.pt"}
     res_path = tmp_path / "eval.json"
@@ -341,6 +339,33 @@ def test_cli_pretrain_and_eval(tmp_path, capsys):
     assert "unigram" in text and "kmer_k1" in text and "margin vs unigram" in text
     res = json.loads(res_path.read_text())
     assert res["seq_len"] == 64 and res["n_windows"] == 4 and res["baseline_training_bases"] == 6000 - 640
+
+    # --against: a second checkpoint on the same windows and masked positions, with paired intervals
+    other = tmp_path / "run2"
+    assert main([*argv_train_for(fasta, other), "--steps", "2", "--seed", "1"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--against", str(other), "--against", str(out), "--json", str(res_path)]) == 0
+    text = capsys.readouterr().out
+    assert f"against {other}" in text and "95% CI" in text
+    res = json.loads(res_path.read_text())
+    mine = res["model"]
+    assert sum(mine["window_n"]) == res["n_masked"]
+    assert sum(mine["window_correct"]) == pytest.approx(mine["accuracy"] * res["n_masked"])
+    cmp = res["against"][str(other)]
+    theirs = cmp["model"]
+    assert theirs["window_n"] == mine["window_n"]  # the same masked positions
+    loss = cmp["nuc_loss_diff"]
+    assert loss["diff"] == pytest.approx(mine["nuc_loss"] - theirs["nuc_loss"])
+    assert loss["ci_low"] <= loss["diff"] <= loss["ci_high"]
+    assert cmp["accuracy_diff"]["diff"] == pytest.approx(mine["accuracy"] - theirs["accuracy"])
+    itself = res["against"][str(out)]  # a model against itself: no difference, and the verdict says so
+    assert itself["nuc_loss_diff"]["diff"] == 0.0 and itself["nuc_loss_diff"]["verdict"] == "no detectable difference"
+
+
+def argv_train_for(fasta: str, out) -> list[str]:
+    """A tiny pretrain command line (the one of :func:`test_cli_pretrain_and_eval`)."""
+    argv = ["pretrain", "--fasta", fasta, "--out", str(out), "--d-model", "8", "--n-layer", "1", "--seq-len", "64"]
+    return [*argv, "--batch-size", "4", "--val-every", "2", "--val-windows", "4", "--val-region", "c1:1-640"]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from caduceus_plugin.data.stats import pooled_paired_bootstrap, verdict
 from caduceus_plugin.errors import InputError
 from caduceus_plugin.fileio import atomic_write, atomic_write_json
 from caduceus_plugin.genome import Region, parse_region
@@ -76,30 +77,38 @@ def model_metrics(model: torch.nn.Module, data: MaskedSet, batch_size: int = 16)
     renormalised over A/C/G/T (comparable with the baselines); ``accuracy``: argmax over A/C/G/T equals the
     original base; ``accuracy_mask_only`` / ``nuc_loss_mask_only``: the same on the positions whose input was
     ``[MASK]`` (80 %), where the model cannot see the base; ``window_nuc_loss``: ``nuc_loss`` of each window
-    (a list, NaN for a window without selected positions), for intervals paired over windows.
+    (a list, NaN for a window without selected positions), ``window_n`` / ``window_correct``: each window's number
+    of selected positions and of correct argmaxes, for intervals paired over windows.
     """
     was_training = model.training
     model.eval()
     sums = dict.fromkeys(("loss", "nuc_loss", "correct", "nuc_loss_m", "correct_m", "n", "n_m"), 0.0)
     nuc = torch.tensor(NUC_IDS)
     window_loss: list[float] = []
+    window_n: list[int] = []
+    window_correct: list[int] = []
     try:
         for i in range(0, len(data.inputs), batch_size):
             inputs, labels = data.inputs[i : i + batch_size], data.labels[i : i + batch_size]
             sel = labels != IGNORE_INDEX
             if not sel.any():
                 window_loss += [math.nan] * len(inputs)
+                window_n += [0] * len(inputs)
+                window_correct += [0] * len(inputs)
                 continue
             logits = lm_logits(model, inputs)[sel]  # (m, vocab)
             target = labels[sel]
             is_mask = inputs[sel] == MASK_ID
             nuc_logits = logits[:, nuc]
-            nuc_ce = F.cross_entropy(nuc_logits, target - A_ID, reduction="none")
+            # float64 sums, so the totals agree with the per-window sums the paired intervals use
+            nuc_ce = F.cross_entropy(nuc_logits, target - A_ID, reduction="none").double()
             row = sel.nonzero()[:, 0]  # window (within the batch) of each selected position
-            per_sum = torch.zeros(len(inputs), dtype=torch.float64).index_add_(0, row, nuc_ce.double())
+            per_sum = torch.zeros(len(inputs), dtype=torch.float64).index_add_(0, row, nuc_ce)
             per_n = torch.bincount(row, minlength=len(inputs)).double()
             window_loss += (per_sum / per_n).tolist()
             hit = (nuc_logits.argmax(-1) == target - A_ID).double()
+            window_n += per_n.long().tolist()
+            window_correct += torch.zeros(len(inputs), dtype=torch.float64).index_add_(0, row, hit).long().tolist()
             sums["loss"] += F.cross_entropy(logits, target, reduction="sum").item()
             sums["nuc_loss"] += nuc_ce.sum().item()
             sums["correct"] += hit.sum().item()
@@ -121,7 +130,28 @@ def model_metrics(model: torch.nn.Module, data: MaskedSet, batch_size: int = 16)
         "n_masked": int(n),
         "n_mask_token": int(sums["n_m"]),
         "window_nuc_loss": window_loss,
+        "window_n": window_n,
+        "window_correct": window_correct,
     }
+
+
+def paired_comparison(model: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """``model`` minus ``other`` (two :func:`model_metrics` results on the same masked positions), pooled over
+    positions, each with a 95 % bootstrap interval over windows and a verdict: ``nuc_loss_diff`` (negative: the model
+    is better), ``accuracy_diff`` (positive: the model is better)."""
+    n = np.asarray(model["window_n"], dtype=np.float64)
+    if not np.array_equal(n, np.asarray(other["window_n"], dtype=np.float64)):
+        raise ValueError("paired comparison needs both models scored on the same masked positions")
+    loss_sums = [np.nan_to_num(np.asarray(m["window_nuc_loss"], dtype=np.float64)) * n for m in (model, other)]
+    res: dict[str, Any] = {}
+    for key, a, b, higher in (
+        ("nuc_loss_diff", *loss_sums, False),
+        ("accuracy_diff", model["window_correct"], other["window_correct"], True),
+    ):
+        iv = pooled_paired_bootstrap(a, b, n)
+        res[key] = {"diff": iv.estimate, "ci_low": iv.low, "ci_high": iv.high, "method": iv.method,
+                    "verdict": verdict(iv, higher_is_better=higher)}
+    return res
 
 
 def evaluate_windows(
@@ -131,14 +161,22 @@ def evaluate_windows(
     kmer_models: Sequence[KmerModel] = (),
     seed: int = 12345,
     batch_size: int = 16,
+    against: Mapping[str, torch.nn.Module] | None = None,
 ) -> dict[str, Any]:
-    """Model vs baselines on the same masked positions of ``windows`` (n, l) token ids.
+    """Model vs baselines (and vs the models of ``against``) on the same masked positions of ``windows`` (n, l)
+    token ids.
 
     Returns ``{"model": {...}, "baselines": {...}, "margin_vs_unigram": acc_model - acc_unigram,
-    "margin_vs_best_kmer": ..., the same ``*_mask_only``, "n_windows", "n_masked"}``.
+    "margin_vs_best_kmer": ..., the same ``*_mask_only``, "n_windows", "n_masked"}``, and with ``against``
+    ``"against": {name: {"model": {...}, **paired_comparison(model, that model)}}``.
     """
     data = MaskedSet.build(windows, seed)
     res: dict[str, Any] = {"model": model_metrics(model, data, batch_size)}
+    if against:
+        res["against"] = {}
+        for name, other in against.items():
+            theirs = model_metrics(other, data, batch_size)
+            res["against"][name] = {"model": theirs, **paired_comparison(res["model"], theirs)}
     res["baselines"] = baseline_metrics(data, unigram, kmer_models)
     acc = res["model"]["accuracy"]
     acc_m = res["model"]["accuracy_mask_only"]
@@ -572,15 +610,20 @@ def evaluate_checkpoint(
     threads: int = 1,
     exclude: Sequence[str] = (),
     batch_size: int = 16,
+    against: Sequence[str | os.PathLike[str]] = (),
 ) -> dict[str, Any]:
-    """Masked-token accuracy and MLM loss of a checkpoint on ``region`` vs unigram and k-mer baselines.
+    """Masked-token accuracy and MLM loss of a checkpoint on ``region`` vs unigram and k-mer baselines, and vs the
+    checkpoints ``against`` (paired over the same windows and masked positions, see :func:`paired_comparison`).
 
     Baselines are counted on every base of the FASTA outside ``region`` and the ``exclude`` regions.
-    ``seq_len`` defaults to the checkpoint's ``seq_len`` (config.json), else 1024.
+    ``seq_len`` defaults to the checkpoint's ``seq_len`` (config.json), else 1024; the ``against`` models are scored
+    on the same windows whatever their own ``seq_len``.
     """
 
     with limited_threads(threads):
-        return _evaluate_checkpoint(weights, fasta, region, seq_len, n_windows, ks, seed, exclude, batch_size)
+        return _evaluate_checkpoint(
+            weights, fasta, region, seq_len, n_windows, ks, seed, exclude, batch_size, against
+        )
 
 
 def _evaluate_checkpoint(
@@ -593,10 +636,12 @@ def _evaluate_checkpoint(
     seed: int,
     exclude: Sequence[str],
     batch_size: int,
+    against: Sequence[str | os.PathLike[str]] = (),
 ) -> dict[str, Any]:
     from caduceus_plugin.models.caduceus.checkpoint import from_pretrained
 
     model = from_pretrained(weights)
+    others = {str(w): from_pretrained(w) for w in against}
     if seq_len is None:
         seq_len = int(model.config.extra.get("seq_len", 1024))
     genome = load_fasta(fasta)
@@ -614,7 +659,9 @@ def _evaluate_checkpoint(
     if len(windows) == 0:
         raise InputError(f"region {reg} has no {seq_len}-bp window that is mostly A/C/G/T")
     kmers = [KmerModel(k).fit(train) for k in ks]
-    res = evaluate_windows(model, windows, unigram_counts(train), kmers, seed=seed, batch_size=batch_size)
+    res = evaluate_windows(
+        model, windows, unigram_counts(train), kmers, seed=seed, batch_size=batch_size, against=others
+    )
     res.update(
         weights=str(weights),
         fasta=str(fasta),
