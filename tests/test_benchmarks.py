@@ -367,3 +367,48 @@ def test_builtin_sittings_seed_from_and_carry_to_the_repository_copy(tmp_path: P
     _fake_builtin_run(live, 100)  # an older live run must not overwrite the carried one
     assert "newer than" in train_builtin.carry_run(live, carry) and train_builtin.run_step(carry) == 450
     assert "no run to carry" in train_builtin.carry_run(tmp_path / "empty", carry)
+
+
+def test_builtin_finish_ships_weights_evaluation_and_card(tmp_path: Path) -> None:
+    """--finish on a (tiny) complete run: the final weights in the released layout, an evaluation paired against the
+    previous model on the same masked positions, a card whose numbers are evaluation.json's; an unfinished run is
+    refused and nothing is written."""
+    import json
+
+    import torch
+
+    from caduceus_plugin.errors import InputError
+    from caduceus_plugin.jobs.pretrain.run import PretrainConfig, pretrain
+    from caduceus_plugin.models.caduceus.checkpoint import from_pretrained
+    from tests.genomic_data import random_genome, write_fasta
+
+    fasta = str(write_fasta(tmp_path / "g.fa", random_genome(3, {"chr20": 6000})))
+    tiny = dict(fasta=fasta, d_model=8, n_layer=1, seq_len=64, batch_size=4, val_region="chr20:1-1280",
+                val_windows=4, val_every=2)
+    run, prev = tmp_path / "run", tmp_path / "prev"
+    pretrain(PretrainConfig(out=str(prev), steps=2, seed=1, **tiny))
+    pretrain(PretrainConfig(out=str(run), steps=4, stop_at_step=2, **tiny))
+    dest = tmp_path / "ship" / "tiny_2m"
+    kw = dict(fasta=fasta, previous=prev, demo_region="chr20:641-1280", windows=6, demo_windows=3, threads=1)
+    with pytest.raises(InputError, match="at step 2 of 4"):
+        train_builtin.finish(run, dest, **kw)
+    assert not dest.exists()
+    pretrain(PretrainConfig(out=str(run), steps=4, resume=True, **tiny))
+    assert train_builtin.finish(run, dest, **kw) == dest
+    assert {p.name for p in dest.iterdir()} == {"config.json", "model.safetensors", "training.json",
+                                                "evaluation.json", "MODEL_CARD.md"}
+    shipped, trained = from_pretrained(dest).state_dict(), from_pretrained(run).state_dict()
+    assert shipped.keys() == trained.keys() and all(torch.equal(shipped[k], trained[k]) for k in shipped)
+    ev = json.loads((dest / "evaluation.json").read_text())
+    card = (dest / "MODEL_CARD.md").read_text()
+    for key, n in (("validation_region", 6), ("demo_slice_check", 3)):
+        res = ev[key]
+        assert res["n_windows"] == n and res["previous"] == "prev"
+        cmp = res["against"]["previous"]
+        assert cmp["nuc_loss_diff"]["diff"] == pytest.approx(res["model"]["nuc_loss"] - cmp["model"]["nuc_loss"])
+        assert cmp["model"]["window_n"] == res["model"]["window_n"]  # paired: the same masked positions
+        assert f"{res['margin_vs_unigram']:+.4f}" in card and f"{cmp['nuc_loss_diff']['diff']:+.4f}" in card
+    assert ev["demo_slice_check"]["baseline_training_bases"] == 6000 - 1280  # held-out region kept out too
+    info = json.loads((dest / "training.json").read_text())
+    assert info["complete"] and "4 steps x batch 4 x 64 bp = 1,024 tokens" in card
+    assert f"{info['final']['val_loss']:.4f}" in card and "tiny_2m" in card and "prev" in card
