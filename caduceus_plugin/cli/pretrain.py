@@ -80,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "unigram and k-mer (k bases each side) baselines on the same masked positions, counted on the rest of "
         "the FASTA.",
     )
-    e.add_argument("--weights", help="checkpoint directory (default: the built-in grch37_chr20_ps model)")
+    e.add_argument("--weights", help="checkpoint directory (default: the built-in model)")
     e.add_argument("--fasta", required=True)
     e.add_argument("--region", required=True, help="evaluation region CHR:START-END (1-based, inclusive)")
     e.add_argument(
@@ -147,10 +147,10 @@ def _run_pretrain(args: argparse.Namespace) -> int:
 def _run_eval(args: argparse.Namespace) -> int:
     from caduceus_plugin.fileio import atomic_write_json as write_json_atomic
     from caduceus_plugin.jobs.pretrain.run import evaluate_checkpoint
-    from caduceus_plugin.registry.pretrained import shipped_weights
+    from caduceus_plugin.registry.pretrained import builtin_weights
 
     res = evaluate_checkpoint(
-        args.weights or shipped_weights("grch37_chr20_ps"),
+        args.weights or builtin_weights(),
         args.fasta,
         args.region,
         seq_len=args.seq_len,

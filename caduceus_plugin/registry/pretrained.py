@@ -1,7 +1,9 @@
 """The built-in weights, named once: used by the CLI, the jobs and the kipoi export.
 
-``weights/grch37_chr20_ps`` (pre-trained on GRCh37 chr20, see its MODEL_CARD.md) when shipped, else
-``weights/tiny_ps`` (a small random-init checkpoint used by tests).
+The first shipped of ``weights/grch37_chr20_ps_2m`` (a 1.9M-parameter Caduceus-PS pre-trained on GRCh37 chr20 for
+81.9M tokens; it ships once its training, ``benchmarks/train_builtin.py``, is complete), ``weights/grch37_chr20_ps``
+(326k parameters, 4.1M tokens, the built-in model until then) and ``weights/tiny_ps`` (a small random-init
+checkpoint used by tests); each pre-trained one has a MODEL_CARD.md.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 from caduceus_plugin.errors import CheckpointError
 
 #: Built-in checkpoint directories, best first.
-BUILTIN_WEIGHTS = ("grch37_chr20_ps", "tiny_ps")
+BUILTIN_WEIGHTS = ("grch37_chr20_ps_2m", "grch37_chr20_ps", "tiny_ps")
 #: Registered models that have built-in weights (name -> candidate directories, first existing wins).
 BUILTIN_FOR = {"caduceus_ps": BUILTIN_WEIGHTS}
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -26,16 +27,19 @@ def test_main_job_on_the_shipped_real_demo_input(tmp_path, capsys: pytest.Captur
     import polars as pl
 
     from caduceus_plugin.demo_data import paths
+    from caduceus_plugin.registry.pretrained import builtin_weights
 
+    builtin = builtin_weights()
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
-    assert "grch37_chr20_ps" in out
+    assert builtin.name.startswith("grch37_chr20_ps") and builtin.name in out
     table = pl.read_parquet(tmp_path / "demo" / "tss_embeddings.parquet")
     bed = [ln.split("\t") for ln in paths()["tss"].read_text().splitlines() if ln.strip()]
     assert table.height == len(bed)  # one row per BED line, in order, with the BED's own columns
     assert table["start"].to_list() == [int(f[1]) for f in bed] and table["strand"].to_list() == [f[5] for f in bed]
     emb = table.select(pl.col("^emb_.*$")).to_numpy()
-    assert emb.shape[1] == 96 and np.isfinite(emb).all()
+    d_model = json.loads((builtin / "config.json").read_text())["d_model"]
+    assert emb.shape[1] == d_model and np.isfinite(emb).all()
     assert "-" in table["strand"].to_list()
     gap = float(out.split("max |embedding(-) - embedding(+)| = ")[1].split()[0])
     assert gap < 1e-5  # PS: a minus-strand interval embeds like the same interval on the plus strand

@@ -22,7 +22,7 @@ import yaml
 from caduceus_plugin.cli import main
 from caduceus_plugin.errors import InputError
 from caduceus_plugin.hosts.kipoi.export import _template, export_kipoi, resolve_weights
-from caduceus_plugin.registry.pretrained import shipped_weights
+from caduceus_plugin.registry.pretrained import BUILTIN_WEIGHTS, shipped_weights
 from tests.conftest import CADUCEUS_FIXTURES
 
 SEQ_LEN = 512
@@ -221,7 +221,7 @@ def test_cli_export_and_long_windows_are_padded(home: Path, tmp_path: Path, caps
 
 def test_default_weights() -> None:
     label, path = resolve_weights("caduceus_ps")
-    assert label == "caduceus_ps" and path.name in ("grch37_chr20_ps", "tiny_ps") and (path / "config.json").is_file()
+    assert label == "caduceus_ps" and path.name in BUILTIN_WEIGHTS and (path / "config.json").is_file()
     assert resolve_weights(str(PH_WEIGHTS)) == ("ph_d24_l2_fused", PH_WEIGHTS)
 
 
