@@ -35,7 +35,9 @@ per sequence) and HyenaDNA when it is among ``--models``. For reference only, th
 the figures the speed issue quotes for the authors' code, marked ``quoted`` (HyenaDNA medium, and Caduceus-PS 7.7M
 on mamba-ssm's reference scan; ``--size default`` only); those are not measured here and are not in the CSV. A
 backend written ``NAME+bf16`` (e.g. ``auto+bf16``) runs the Caduceus projections in bf16 (inference cells only;
-scan, conv, norms and residuals stay float32).
+scan, conv, norms and residuals stay float32); ``NAME+avx256`` runs the numba kernels as LLVM's tuning compiles them
+(``CADUCEUS_NUMBA_AVX512=0``: 256-bit vectors on Intel AVX-512 cores) instead of in 512-bit vectors; the two
+combine (``auto+bf16+avx256``).
 
 Writes ``compute.csv`` and ``compute.png`` (log-log throughput, min-max bars, and memory against length) under
 ``--out`` (default ``benchmarks/results``) and prints the table. CSV columns: ``model, size`` (``--size``),
@@ -317,14 +319,16 @@ def time_once(w: Workload, mode: str, warm: Any = None, sync: Callable[[], None]
 
 
 def _cell(model: str, backend: str, length: int, batch: int, mode: str, size: str = "default") -> dict:
+    backend, *mods = backend.split("+")
+    if "avx256" in mods:  # before any numba kernel of this process is compiled
+        os.environ["CADUCEUS_NUMBA_AVX512"] = "0"
     w = build(model, length, batch, size=size)
     if model.startswith("caduceus_"):
         from caduceus_plugin import resolve_backend, scan_backend
 
-        backend, _, matmul = backend.partition("+")
-        w.net.backbone.matmul_dtype = matmul or None
+        w.net.backbone.matmul_dtype = "bf16" if "bf16" in mods else None
         with scan_backend(backend):
-            used = resolve_backend("cpu") + (f"+{matmul}" if matmul else "")
+            used = "+".join([resolve_backend("cpu"), *mods])
             seconds = time_once(w, mode, w.warm)
     else:
         used = w.path or backend
@@ -378,7 +382,7 @@ def plan(args: argparse.Namespace) -> list[tuple]:
                 cells.append((model, args.backends[0], args.batch_len, batch, "infer"))
         if args.train_len and (caduceus or model == "hyenadna"):  # the models with a loss
             for backend in backends:
-                if "+" in backend:  # bf16 projections: the inference path only
+                if "bf16" in backend.split("+"):  # bf16 projections: the inference path only
                     continue
                 if backend != "ref" or args.train_len <= args.ref_max_len:
                     cells += [(model, backend, args.train_len, batch, "train") for batch in args.batches]
@@ -504,7 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models", nargs="+", default=["hyenadna", "caduceus_ps", "caduceus_ph", "enformer", "cnn"],
                         help="registered backbones")
     parser.add_argument("--backends", nargs="+", default=["auto", "auto+bf16", "ref"],
-                        help="scan backends, first one the fast path; NAME+bf16: bf16 projections")
+                        help="scan backends, first one the fast path; NAME+bf16: bf16 projections; "
+                             "NAME+avx256: numba kernels in LLVM's default vector width")
     parser.add_argument("--lengths", type=int, nargs="+", help="default 1k 4k 16k 131k 1M (--quick: 1k 4k 16k)")
     parser.add_argument("--size", choices=sorted(SIZES), default="default",
                         help="model sizes: default = Caduceus 7.7M vs HyenaDNA medium; small (fine-tune regime) = "

@@ -14,6 +14,8 @@ variable                            meaning                                     
 ``CADUCEUS_CHUNK_LEN``              streaming inference chunk length (positions, >= 1)        2048
 ``CADUCEUS_STASH_GB``               streaming inference stash budget (GiB, >= 0)              1.75
 ``CADUCEUS_MALLOC_TUNE``            glibc malloc reuse during CPU inference (boolean)         on
+``CADUCEUS_NUMBA_AVX512``           numba CPU kernels in 512-bit vectors where the CPU has    on
+                                    AVX-512 (boolean; off: LLVM's tuning, 256-bit on Intel)
 ``CADUCEUS_DISABLE_PLUGIN_AUTOLOAD`` skip third-party ``genomic_models`` plugins (boolean)    off
 ``CADUCEUS_DATA_DIR``               cache of real data                                        ~/.cache/caduceus-plugin
 ``CADUCEUS_DATA_SEARCH``            ``os.pathsep``-separated folders searched before fetching  (none)
@@ -118,6 +120,7 @@ CPU_GEMM = Setting("CADUCEUS_CPU_GEMM", "auto", _choice(*CPU_GEMMS), "float32 CP
 CHUNK_LEN = Setting("CADUCEUS_CHUNK_LEN", 2048, _positive_int, "streaming inference chunk length")
 STASH_GB = Setting("CADUCEUS_STASH_GB", 1.75, _number(0, strict=False), "streaming inference stash budget (GiB)")
 MALLOC_TUNE = Setting("CADUCEUS_MALLOC_TUNE", True, _bool, "glibc malloc reuse during CPU inference")
+NUMBA_AVX512 = Setting("CADUCEUS_NUMBA_AVX512", True, _bool, "numba CPU kernels in 512-bit vectors on AVX-512")
 DISABLE_PLUGIN_AUTOLOAD = Setting(
     "CADUCEUS_DISABLE_PLUGIN_AUTOLOAD", False, _bool, "skip third-party genomic_models plugins"
 )
@@ -127,7 +130,7 @@ OFFLINE = Setting("CADUCEUS_OFFLINE", False, _bool, "never call a package client
 FETCH_TIMEOUT = Setting("CADUCEUS_FETCH_TIMEOUT", 900.0, _number(0, strict=True), "seconds per package-client call")
 
 ALL = (
-    SCAN_BACKEND, MATMUL_DTYPE, CPU_GEMM, CHUNK_LEN, STASH_GB, MALLOC_TUNE, DISABLE_PLUGIN_AUTOLOAD,
+    SCAN_BACKEND, MATMUL_DTYPE, CPU_GEMM, CHUNK_LEN, STASH_GB, MALLOC_TUNE, NUMBA_AVX512, DISABLE_PLUGIN_AUTOLOAD,
     DATA_DIR, DATA_SEARCH, OFFLINE, FETCH_TIMEOUT,
 )  # fmt: skip
 

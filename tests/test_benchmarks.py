@@ -135,6 +135,10 @@ def test_plan_trains_caduceus_and_hyenadna_at_every_batch() -> None:
     assert ("caduceus_ps", "auto", 1024, 32, "infer") in cells and ("hyenadna", "auto", 1024, 32, "infer") in cells
     args.batches, args.train_len = [1, 4], 0
     assert not [c for c in compute.plan(args) if c[4] == "train"]
+    # +avx256 (LLVM's default vector width) trains too; +bf16 (projections) is inference only, alone or combined
+    args.backends, args.batches, args.train_len = ["auto", "auto+avx256", "auto+bf16+avx256"], [8], 1024
+    train = [c[1] for c in compute.plan(args) if c[4] == "train" and c[0] == "caduceus_ps"]
+    assert train == ["auto", "auto+avx256"]
 
 
 # --------------------------------------------------------------------------------------------------------------------

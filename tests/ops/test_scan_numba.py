@@ -248,6 +248,58 @@ def test_package_import_does_not_import_numba() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
 
 
+_WIDTH_PROBE = """
+import json, os, sys, torch
+from numba.core import registry
+if sys.argv[1] == "compiled-first":  # another library's numba function compiled before ours
+    from numba import njit
+    njit(lambda x: x + 1)(1)
+from caduceus_plugin.ops.numba import simd
+if sys.argv[1] == "model":
+    from caduceus_plugin import CaduceusForMaskedLM
+    from caduceus_plugin.registry.specs import checkpoint_config
+    torch.manual_seed(0)
+    net = CaduceusForMaskedLM(checkpoint_config("caduceus_ps", "1k_d118_l4")).eval()
+    with torch.inference_mode():
+        y = net(torch.randint(7, 11, (2, 300), generator=torch.Generator().manual_seed(1))).logits
+    torch.save(y, sys.argv[2])
+features = registry.cpu_target.target_context.codegen()._tm_features.split(",")
+print(json.dumps({"width": simd.VECTOR_WIDTH, "prefer256": [f for f in features if "prefer-256" in f]}))
+"""
+
+
+def _probe(tmp_path: Path, tag: str, mode: str = "model", **env: str) -> tuple[dict, torch.Tensor | None]:
+    import json
+    import os
+
+    out = tmp_path / f"{tag}.pt"
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_CPU", "CADUCEUS_NUMBA_AVX512"))}
+    full["NUMBA_CACHE_DIR"] = str(tmp_path / f"cache_{tag}")  # compile afresh: the cache is keyed on the features
+    res = subprocess.run([sys.executable, "-c", _WIDTH_PROBE, mode, str(out)], env=full | env, check=True,
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
+    return json.loads(res.stdout.strip().splitlines()[-1]), torch.load(out) if out.exists() else None
+
+
+def test_kernels_use_512_bit_vectors_on_avx512_and_agree_with_llvm_default(tmp_path: Path) -> None:
+    """Where the CPU has AVX-512 the numba target turns LLVM's prefer-256-bit tuning off; the setting, numba's own
+    variables and an earlier compile are respected; the model's output does not depend on the width."""
+    from llvmlite import binding as ll
+
+    avx512 = "+avx512f" in ll.get_host_cpu_features().flatten().split(",")
+    wide, y_wide = _probe(tmp_path, "wide")
+    narrow, y_narrow = _probe(tmp_path, "narrow", CADUCEUS_NUMBA_AVX512="0")
+    assert narrow == {"width": "LLVM's tuning ($CADUCEUS_NUMBA_AVX512 is off)", "prefer256": []}
+    if avx512:
+        assert wide == {"width": "512-bit (prefer-256-bit off)", "prefer256": ["-prefer-256-bit"]}
+    else:
+        assert wide == {"width": "LLVM's tuning (no AVX-512)", "prefer256": []}
+    assert rel(y_wide, y_narrow) < 1e-6  # same operations per lane: at most the order of a few sums changes
+    named, _ = _probe(tmp_path, "named", "settings-only", NUMBA_CPU_NAME="generic")
+    assert named["width"] == "as $NUMBA_CPU_NAME / $NUMBA_CPU_FEATURES say" and named["prefer256"] == []
+    late, _ = _probe(tmp_path, "late", "compiled-first")  # the model is not run
+    assert late["width"].startswith("LLVM's tuning (numba's CPU target was built") and late["prefer256"] == []
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # the kernels' exp
 

@@ -22,6 +22,14 @@ on write, so all arithmetic stays float32.
 
 numba is imported at this module's import; nothing in the package imports the numba kernels at import time.
 Functions are compiled on first use and cached on disk (``cache=True`` in :data:`JIT`).
+
+Vector width. LLVM's tuning for Intel cores with AVX-512 (Skylake-X to Sapphire Rapids, and the virtual
+"Xeon Processor" of cloud machines) prefers 256-bit vectors in auto-vectorised loops (``prefer-256-bit``: early
+AVX-512 parts lowered their clock on 512-bit instructions), so there the 16-lane loops of these kernels compile to
+pairs of ymm operations and use half of each FMA unit. Before the first kernel is compiled this module turns that
+preference off (:func:`wide_vectors`), unless ``$CADUCEUS_NUMBA_AVX512`` is off, ``$NUMBA_CPU_NAME`` or
+``$NUMBA_CPU_FEATURES`` is set, the CPU has no AVX-512, or numba has already built its CPU target (another
+library compiled first). The results do not depend on it (same operations, same order per lane).
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from caduceus_plugin import settings
 
 __all__ = [
     "FM",
@@ -70,6 +80,29 @@ __all__ = [
 # comparisons and selects keep their IEEE meaning for inf and NaN. error_model="numpy": no zero-division branches.
 FM = {"nsz", "arcp", "contract", "afn", "reassoc"}
 JIT = {"fastmath": FM, "error_model": "numpy", "cache": True}
+
+def wide_vectors() -> str:
+    """Let LLVM use 512-bit vectors in this process's numba kernels where the CPU has AVX-512 (see the module
+    docstring); says what it did. Must run before numba's CPU target is built (the first ``@njit`` of the process)."""
+    from numba.core import config, registry
+
+    if not settings.NUMBA_AVX512.get():
+        return "LLVM's tuning ($CADUCEUS_NUMBA_AVX512 is off)"
+    if config.CPU_NAME is not None or config.CPU_FEATURES is not None:
+        return "as $NUMBA_CPU_NAME / $NUMBA_CPU_FEATURES say"
+    if "_toplevel_target_context" in vars(registry.cpu_target):
+        return "LLVM's tuning (numba's CPU target was built before this module was imported)"
+    from llvmlite import binding as ll
+
+    features = ll.get_host_cpu_features().flatten()
+    if "+avx512f" not in features.split(","):
+        return "LLVM's tuning (no AVX-512)"
+    config.CPU_FEATURES = features + ",-prefer-256-bit"
+    return "512-bit (prefer-256-bit off)"
+
+
+#: What :func:`wide_vectors` did at this module's import (``caduceus info`` prints it).
+VECTOR_WIDTH = wide_vectors()
 
 W = 16  # lanes: channels per group (one 512-bit register of float32)
 _X86 = platform.machine().lower() in ("x86_64", "amd64")
