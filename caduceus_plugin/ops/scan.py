@@ -167,7 +167,12 @@ def resolve_backend(device: torch.device | str = "cpu", requested: str | None = 
 
 def describe_backends() -> str:
     """One line saying which backend runs on CPU (and CUDA when present), for ``caduceus info`` and logs."""
-    parts = [f"cpu: {resolve_backend('cpu')} (available: {', '.join(available_backends('cpu'))})"]
+    cpu = resolve_backend("cpu")
+    parts = [f"cpu: {cpu} (available: {', '.join(available_backends('cpu'))})"]
+    if cpu == "numba":  # the kernels will be compiled for this process anyway
+        from caduceus_plugin.ops.numba.simd import VECTOR_WIDTH
+
+        parts[0] += f", numba vectors: {VECTOR_WIDTH}"
     if torch.cuda.is_available():
         parts.append(f"cuda: {resolve_backend('cuda')} (available: {', '.join(available_backends('cuda'))})")
     return f"scan backend requested={get_scan_backend()}; " + "; ".join(parts)

@@ -75,6 +75,7 @@ def test_info_reports_backend(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "scan backend requested=auto; cpu: " in out
+    assert "numba vectors: " in out or "cpu: numba" not in out
     assert main(["list"]) == 0
     assert "kuleshov-group/caduceus-ps_seqlen-131k_d_model-256_n_layer-16" in capsys.readouterr().out
 
@@ -155,7 +156,8 @@ def test_settings_read_at_call_time(monkeypatch) -> None:
     assert settings.CHUNK_LEN.get() == 2048
     assert {s.name for s in settings.ALL} == {
         "CADUCEUS_SCAN_BACKEND", "CADUCEUS_MATMUL_DTYPE", "CADUCEUS_CPU_GEMM", "CADUCEUS_CHUNK_LEN",
-        "CADUCEUS_STASH_GB", "CADUCEUS_MALLOC_TUNE", "CADUCEUS_DISABLE_PLUGIN_AUTOLOAD", "CADUCEUS_DATA_DIR",
+        "CADUCEUS_STASH_GB", "CADUCEUS_MALLOC_TUNE", "CADUCEUS_NUMBA_AVX512", "CADUCEUS_DISABLE_PLUGIN_AUTOLOAD",
+        "CADUCEUS_DATA_DIR",
         "CADUCEUS_DATA_SEARCH",
         "CADUCEUS_OFFLINE", "CADUCEUS_FETCH_TIMEOUT",
     }  # fmt: skip
