@@ -74,10 +74,18 @@ class Genome:
     def _pyfaidx(path: Path) -> Any:
         import pyfaidx
 
+        if path.is_file() and path.stat().st_size == 0:
+            raise InputError(f"FASTA {path} is empty (0 bytes): was it written completely? Pass the genome FASTA")
         try:
             return pyfaidx.Fasta(str(path), as_raw=True, build_index=True, rebuild=True)
         except Exception as err:  # pyfaidx raises many types for malformed input
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if first.startswith("Duplicate key"):  # two records with one name: which one a region means is unknown
+                raise InputError(
+                    f"cannot read FASTA {path}: {first.split(' ', 2)[-1]} names two sequences; rename or drop one "
+                    "(sequence names must be unique)"
+                ) from None
+            first = first.rstrip(". ")
             raise InputError(f"cannot read FASTA {path}: {first}; is it a valid (bgzip or plain) FASTA?") from None
 
     def _index_fits(self, path: Path) -> bool:

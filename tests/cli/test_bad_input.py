@@ -127,6 +127,20 @@ def test_plain_gzip_fasta_says_how_to_recompress(tmp_path: Path, capsys) -> None
     assert_fails(predict_argv(fa, bed, tmp_path / "o.parquet"), "| bgzip >", capsys, tmp_path / "o.parquet")
 
 
+def test_empty_fasta_and_duplicate_sequence_names(tmp_path: Path, capsys) -> None:
+    bed = write_lines(tmp_path / "r.bed", ["20\t10\t20"])
+    out = tmp_path / "o.parquet"
+    empty = tmp_path / "empty.fa"
+    empty.write_bytes(b"")
+    err = assert_fails(predict_argv(empty, bed, out), "is empty (0 bytes)", capsys, out)
+    assert str(empty) in err
+    seqs = random_genome()
+    dup = write_fasta(tmp_path / "dup.fa", seqs)
+    with open(dup, "a") as fh:  # a second record named like the first
+        fh.write(">20\nACGTACGT\n")
+    assert_fails(predict_argv(dup, bed, out), '"20" names two sequences; rename or drop one', capsys, out)
+
+
 def test_missing_fasta(tmp_path: Path, capsys) -> None:
     bed = write_lines(tmp_path / "r.bed", ["20\t10\t20"])
     argv = predict_argv(tmp_path / "none.fa", bed, tmp_path / "o.parquet")
