@@ -134,8 +134,10 @@ def _header_problem(path: Path) -> str | None:
 
 
 @contextlib.contextmanager
-def _plain_copy(path: Path) -> Iterator[Path]:
-    """A temporary uncompressed copy of ``path`` (plain or gzip) without a leading UTF-8 byte-order mark."""
+def _plain_copy(path: Path, header: str | None = None) -> Iterator[Path]:
+    """A temporary uncompressed copy of ``path`` (plain or gzip) without a leading UTF-8 byte-order mark; with
+    ``header`` (the text of a complete VCF header, ``#CHROM`` line included), that header replaces the file's own
+    ``#`` lines and the records are copied as they are."""
     import gzip
     import shutil
     import tempfile
@@ -144,8 +146,14 @@ def _plain_copy(path: Path) -> Iterator[Path]:
         plain = Path(tmp) / (path.name[: -len(".gz")] if path.name.endswith(".gz") else path.name + ".vcf")
         try:
             with (gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")) as src, open(plain, "wb") as dst:
-                head = src.read(len(UTF8_BOM))
-                dst.write(b"" if head == UTF8_BOM else head)
+                if src.peek(len(UTF8_BOM))[: len(UTF8_BOM)] == UTF8_BOM:
+                    src.read(len(UTF8_BOM))
+                if header is not None:
+                    dst.write(header.encode() if header.endswith("\n") else (header + "\n").encode())
+                    for line in src:
+                        if not line.startswith(b"#"):
+                            dst.write(line)
+                            break
                 shutil.copyfileobj(src, dst)
         except (OSError, EOFError) as err:
             if isinstance(err, (EOFError, gzip.BadGzipFile)):
@@ -238,11 +246,30 @@ def write_annotated_vcf(source: str | os.PathLike[str], table: Any, out: Path) -
     columns = {col: table[col].to_list() for col, *_ in ANNOTATION_FIELDS if col != "status"}
     status = [_status_code(s, r) for s, r in zip(table["status"].to_list(), table["reason"].to_list())]
     with _variant_file(Path(source)) as vin:
+        # A record may use INFO / FORMAT / FILTER keys or a contig the header never declares (hand-made VCFs often
+        # do): htslib declares each (as a "Dummy" String) while parsing, but marks such records with an error, and
+        # translating one into another header makes htslib end the whole process. So read them all first, and where
+        # the header grew, read the records again from a copy whose header declares everything.
+        declared = str(vin.header)
+        for _ in vin:
+            pass
+        complete = str(vin.header)
         header = vin.header.copy()
-        for _, key, kind, text in ANNOTATION_FIELDS:
-            header.info.add(key, "A", kind, text)
-        if "END" not in header.info:  # htslib writes END for symbolic alleles (<DEL>, ...): it must be declared
-            header.info.add("END", 1, "Integer", "End position of the variant (0-based exclusive = 1-based last)")
+    for _, key, kind, text in ANNOTATION_FIELDS:
+        if key in header.info:  # re-annotating an annotated VCF: the new values replace the old ones
+            meta = header.info[key]
+            if (meta.number, meta.type) != ("A", kind):
+                raise InputError(
+                    f"VCF {source} already declares INFO {key} as Number={meta.number}, Type={meta.type} (this "
+                    f"writes Number=A, Type={kind}): drop it first, e.g. bcftools annotate -x INFO/{key}"
+                )
+            continue
+        header.info.add(key, "A", kind, text)
+    if "END" not in header.info:  # htslib writes END for symbolic alleles (<DEL>, ...): it must be declared
+        header.info.add("END", 1, "Integer", "End position of the variant (0-based exclusive = 1-based last)")
+    with contextlib.ExitStack() as stack:
+        fixed = Path(source) if complete == declared else stack.enter_context(_plain_copy(Path(source), complete))
+        vin = stack.enter_context(_variant_file(fixed))
         with atomic_paths([out, out.with_name(out.name + ".tbi")], suffix=".tmp.vcf.gz") as (tmp, tmp_tbi):
             row = 0
             with pysam.VariantFile(str(tmp), "wz", header=header) as vout:

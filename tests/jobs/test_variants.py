@@ -186,3 +186,46 @@ def test_annotated_vcf_keeps_every_record_and_adds_info_fields(tmp_path: Path, c
         assert multi.info["CADUCEUS_LLR"][k] == pytest.approx(rows["llr"][k], rel=1e-5)
         assert multi.info["CADUCEUS_EMB_L2"][k] == pytest.approx(rows["emb_l2"][k], rel=1e-5)
         assert multi.info["CADUCEUS_ABS_LLR"][k] == pytest.approx(abs(rows["llr"][k]), rel=1e-5)
+
+
+def test_annotated_vcf_from_a_hand_made_vcf_and_re_annotated(tmp_path: Path, capsys) -> None:
+    """Records using INFO / FILTER / FORMAT keys the header never declares (htslib would end the process when
+    copying them), then the annotated output annotated again: every record and field kept, one definition each,
+    the same values; a CADUCEUS_* key declared otherwise is refused in one line."""
+    import pysam
+
+    files = real_data(tmp_path)
+    seq = Genome(files["fasta"]).fetch("20", 1_010_000, 1_010_010)[0]
+    alt = next(b for b in "ACGT" if b != seq[0])
+    vcf = write_lines(tmp_path / "hand.vcf", [
+        "##fileformat=VCFv4.2", "##contig=<ID=20>",
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1",
+        f"20\t1010001\ta\t{seq[0]}\t{alt}\t50\tPASS\tDP=7;AA=g\tGT:AD\t0/1:3,4",
+        f"20\t1010005\tb\t{seq[4]}\t{next(b for b in 'ACGT' if b != seq[4])}\t.\tq10\t.\tGT\t1/1",
+    ])
+    opts = ["--fasta", str(files["fasta"]), "--weights", str(shipped_weights("tiny_ps")), "--seq-len", str(SEQ_LEN),
+            "--window", "64"]
+    first, second = tmp_path / "a1.vcf.gz", tmp_path / "a2.vcf.gz"
+    assert main(["score-variants", *opts, "--vcf", str(vcf), "--out", str(first)]) == 0
+    assert main(["score-variants", *opts, "--vcf", str(first), "--out", str(second)]) == 0
+    capsys.readouterr()
+    with pysam.VariantFile(str(first)) as f1, pysam.VariantFile(str(second)) as f2:
+        r1, r2 = list(f1), list(f2)
+        text = str(f2.header)
+    assert [r.id for r in r1] == [r.id for r in r2] == ["a", "b"]
+    assert r1[0].info["DP"] == "7" and r1[0].samples["S1"]["AD"] == ("3", "4") and list(r1[1].filter) == ["q10"]
+    assert r1[0].info["CADUCEUS_STATUS"] == ("scored",) and r1[0].info["CADUCEUS_LLR"][0] is not None
+    for a, b in zip(r1, r2):
+        assert a.info["CADUCEUS_LLR"] == pytest.approx(b.info["CADUCEUS_LLR"])
+        assert dict(a.info).get("DP") == dict(b.info).get("DP") and list(a.filter) == list(b.filter)
+    assert text.count("##INFO=<ID=CADUCEUS_LLR,") == 1 and text.count("##INFO=<ID=DP,") == 1
+
+    clash = write_lines(tmp_path / "clash.vcf", [
+        "##fileformat=VCFv4.2", '##INFO=<ID=CADUCEUS_LLR,Number=1,Type=String,Description="other tool">',
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO", f"20\t1010001\ta\t{seq[0]}\t{alt}\t.\t.\t.",
+    ])
+    out = tmp_path / "c.vcf.gz"
+    assert main(["score-variants", *opts, "--vcf", str(clash), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "bcftools annotate -x INFO/CADUCEUS_LLR" in err
+    assert not out.exists() and not Path(f"{out}.tbi").exists()
