@@ -35,7 +35,8 @@ When the run is complete, one command turns it into a shipped model:
 chr20:1,000,001-2,000,000, the windows ``tests/jobs/test_pretrain.py`` re-measures) against the unigram and k-mer
 baselines and against the model it replaces, paired on the same masked positions with 95 % intervals
 (``caduceus pretrain-eval --against``), and writes ``evaluation.json`` and ``MODEL_CARD.md`` from those numbers.
-Making it the default (``caduceus_plugin.registry.pretrained.BUILTIN_WEIGHTS``) is a separate, reviewed commit.
+Once that directory exists it is the default of demo / predict / score-variants (it is first in
+``caduceus_plugin.registry.pretrained.BUILTIN_WEIGHTS``): read its card before committing it.
 """
 
 from __future__ import annotations
@@ -208,7 +209,7 @@ def evaluate_finished(
     return out
 
 
-def _pct(x: float) -> str:
+def _signed(x: float) -> str:
     return f"{x:+.4f}"
 
 
@@ -227,14 +228,14 @@ def _table(res: dict[str, Any], name: str, previous: str) -> list[str]:
     loss, acc = cmp["nuc_loss_diff"], cmp["accuracy_diff"]
     rows += [
         "",
-        f"* against the previous built-in model on the same masked positions: cross-entropy {_pct(loss['diff'])} "
-        f"nats (95 % CI [{_pct(loss['ci_low'])}, {_pct(loss['ci_high'])}], {loss['verdict']}), accuracy "
-        f"{_pct(acc['diff'])} (95 % CI [{_pct(acc['ci_low'])}, {_pct(acc['ci_high'])}], {acc['verdict']}); "
+        f"* against the previous built-in model on the same masked positions: cross-entropy {_signed(loss['diff'])} "
+        f"nats (95 % CI [{_signed(loss['ci_low'])}, {_signed(loss['ci_high'])}], {loss['verdict']}), accuracy "
+        f"{_signed(acc['diff'])} (95 % CI [{_signed(acc['ci_low'])}, {_signed(acc['ci_high'])}], {acc['verdict']}); "
         f"{loss['method']}",
-        f"* margin over the unigram baseline: **{_pct(res['margin_vs_unigram'])}** accuracy (all selected "
-        f"positions), **{_pct(res['margin_vs_unigram_mask_only'])}** ([MASK] positions only)",
-        f"* margin over the best k-mer baseline: {_pct(res['margin_vs_best_kmer'])} (all selected), "
-        f"{_pct(res['margin_vs_best_kmer_mask_only'])} ([MASK] only)",
+        f"* margin over the unigram baseline: **{_signed(res['margin_vs_unigram'])}** accuracy (all selected "
+        f"positions), **{_signed(res['margin_vs_unigram_mask_only'])}** ([MASK] positions only)",
+        f"* margin over the best k-mer baseline: {_signed(res['margin_vs_best_kmer'])} (all selected), "
+        f"{_signed(res['margin_vs_best_kmer_mask_only'])} ([MASK] only)",
     ]
     return rows
 
