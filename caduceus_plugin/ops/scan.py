@@ -169,7 +169,7 @@ def describe_backends() -> str:
     """One line saying which backend runs on CPU (and CUDA when present), for ``caduceus info`` and logs."""
     cpu = resolve_backend("cpu")
     parts = [f"cpu: {cpu} (available: {', '.join(available_backends('cpu'))})"]
-    if cpu == "numba":  # the kernels will be compiled for this process anyway
+    if cpu == "numba":  # imports numba (about a second): the jobs that print this line compile the kernels anyway
         from caduceus_plugin.ops.numba.simd import VECTOR_WIDTH
 
         parts[0] += f", numba vectors: {VECTOR_WIDTH}"
