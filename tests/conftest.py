@@ -56,8 +56,9 @@ def _reset_backend():
 @pytest.fixture(autouse=True)
 def _restore_matmul_precision():
     """gReLU's train / predict set torch's float32 matmul precision to "medium" for the whole process; on a CPU with
-    bf16 matrix instructions (AMX) oneDNN then runs float32 matmuls in bf16, and every later parity test fails by
-    ~1e-3. Each test starts and ends at the precision the session began with."""
+    bf16 matrix instructions (AMX) oneDNN then runs float32 matmuls in bf16. Our models pin float32 on CPU
+    (tests/models/test_host_precision.py); reference computations in tests (einsum, matmul) do not, so each test
+    starts and ends at the precision the session began with."""
     saved = torch.get_float32_matmul_precision()
     yield
     torch.set_float32_matmul_precision(saved)

@@ -9,11 +9,23 @@ than ``F.linear``'s BLAS (MKL sgemm on x86 wheels) for the forward product (1.0-
 * :func:`linear_ref` — ``F.linear``, the definition;
 * :func:`linear` — the same function, differentiable, with the forward and ``g W`` through oneDNN when
   :func:`cpu_gemm` says so (float32 CPU tensors), ``g^T x`` through ``mm``; ``F.linear`` anywhere else.
+
+Float32 stays float32 on CPU: :func:`cpu_float32_products` (a context) and :func:`keeps_float32` (a decorator for
+``forward`` methods) pin torch's float32 matmul precision to ``"highest"`` while our models run on CPU. Hosts change
+that precision for the whole process: gReLU's ``train_on_dataset`` / ``predict_on_dataset`` call
+``torch.set_float32_matmul_precision("medium")``, and on a CPU with AMX oneDNN then runs every later float32 matmul
+(``F.linear`` and ``mm`` included) in bf16: relative errors ~1e-2 per product, and a model's predictions depending
+on which gReLU method ran earlier in the process. Lower precision on CPU is asked for explicitly
+(``$CADUCEUS_MATMUL_DTYPE``, ``--bf16``, autocast). On CUDA the host's setting (TF32) is left as it is.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -21,9 +33,83 @@ import torch.nn.functional as F
 from caduceus_plugin import settings
 from caduceus_plugin.errors import InputError
 
-__all__ = ["cpu_gemm", "describe_cpu_gemm", "linear", "linear_ref", "onednn_linear", "onednn_linear_available"]
+__all__ = [
+    "cpu_float32_products",
+    "cpu_gemm",
+    "describe_cpu_gemm",
+    "keeps_float32",
+    "linear",
+    "linear_ref",
+    "onednn_linear",
+    "onednn_linear_available",
+]
 
 GEMM_ENV_VAR = settings.CPU_GEMM.name
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+@contextlib.contextmanager
+def cpu_float32_products(device: torch.device | str | None = "cpu") -> Iterator[None]:
+    """Within the block, float32 matmuls are float32 (precision ``"highest"``) when ``device`` is a CPU; the
+    process's previous setting is restored on exit (exceptions included). A no-op for other devices (``None``
+    included) and when the precision already is ``"highest"``."""
+    if device is None or torch.device(device).type != "cpu":
+        yield
+        return
+    previous = torch.get_float32_matmul_precision()
+    if previous == "highest":
+        yield
+        return
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
+
+
+def _pin_this_backward(grad: torch.Tensor) -> None:
+    """Tensor hook: from here to the end of the current backward pass, float32 matmuls are float32; the engine
+    restores the previous precision when the pass ends (``queue_callback``, as DDP uses for its end-of-backward
+    work)."""
+    previous = torch.get_float32_matmul_precision()
+    if previous != "highest":
+        torch.set_float32_matmul_precision("highest")
+        torch.autograd.Variable._execution_engine.queue_callback(
+            lambda: torch.set_float32_matmul_precision(previous)
+        )
+
+
+def _pin_backward_of(out: Any) -> None:
+    if isinstance(out, torch.Tensor):
+        if out.requires_grad and out.grad_fn is not None and out.device.type == "cpu":
+            out.register_hook(_pin_this_backward)
+    elif isinstance(out, (tuple, list)):
+        for item in out:
+            _pin_backward_of(item)
+    elif dataclasses.is_dataclass(out) and not isinstance(out, type):
+        for field in dataclasses.fields(out):
+            _pin_backward_of(getattr(out, field.name))
+
+
+def keeps_float32(method: _F) -> _F:
+    """Decorate a ``forward`` (or any function taking tensors) so it runs under :func:`cpu_float32_products` for
+    the device of its first tensor argument, and so does the backward pass through its CPU outputs (tensors, or
+    tuples / lists / dataclasses of them): autograd runs the backward after the forward has returned, so each
+    output that requires grad gets a hook that pins the precision when its gradient arrives, until the pass ends.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        device = next((a.device for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
+        with cpu_float32_products(device):
+            out = method(*args, **kwargs)
+        if torch.is_grad_enabled():
+            _pin_backward_of(out)
+        return out
+
+    return wrapper  # type: ignore[return-value]
 
 
 @functools.cache
@@ -87,6 +173,7 @@ class _OneDNNLinear(torch.autograd.Function):
         return onednn_linear(x, weight, bias)
 
     @staticmethod
+    @keeps_float32  # a backward called on its own (torch.autograd.grad on this op's output alone)
     def backward(ctx, g):  # type: ignore[no-untyped-def, override]
         x, weight = ctx.saved_tensors
         g2 = g.reshape(-1, g.shape[-1])

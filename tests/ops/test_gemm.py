@@ -41,3 +41,31 @@ def test_linear_on_a_strided_input_and_without_grad() -> None:
     assert rel(linear(half, w), linear_ref(half, w)) < 1e-6
     with torch.no_grad():
         assert rel(linear(half, w), linear_ref(half, w)) < 1e-6
+
+
+def test_cpu_float32_products_pins_highest_and_restores_the_hosts_setting() -> None:
+    torch.set_float32_matmul_precision("medium")  # what gReLU's train / predict leave behind
+    with gemm.cpu_float32_products("cpu"):
+        assert torch.get_float32_matmul_precision() == "highest"
+    assert torch.get_float32_matmul_precision() == "medium"
+    with pytest.raises(ValueError), gemm.cpu_float32_products(torch.device("cpu")):
+        raise ValueError("restored on the way out too")
+    assert torch.get_float32_matmul_precision() == "medium"
+    for device in ("cuda", "meta", None):  # the host's TF32 choice on GPUs is its own
+        with gemm.cpu_float32_products(device):
+            assert torch.get_float32_matmul_precision() == "medium"
+
+
+def test_keeps_float32_reads_the_device_of_the_first_tensor_argument() -> None:
+    seen = []
+
+    @gemm.keeps_float32
+    def f(ctx, x, scale=1.0):
+        seen.append(torch.get_float32_matmul_precision())
+        return x * scale
+
+    torch.set_float32_matmul_precision("high")
+    assert torch.equal(f(None, torch.ones(2), scale=2.0), torch.full((2,), 2.0))
+    assert f(None, torch.ones(1, device="meta")).device.type == "meta"
+    assert f(None, 3) == 3.0  # no tensor: no device to go by, the setting is left alone
+    assert seen == ["highest", "high", "high"] and torch.get_float32_matmul_precision() == "high"

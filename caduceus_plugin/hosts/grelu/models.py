@@ -32,6 +32,7 @@ from grelu.model.heads import ConvHead
 from grelu.model.models import BaseModel
 
 from caduceus_plugin.errors import CaduceusError
+from caduceus_plugin.ops.gemm import keeps_float32
 from caduceus_plugin.registry.components import get_registry
 
 _UNSET: Any = object()
@@ -103,6 +104,7 @@ class ComponentModel(BaseModel):
         super().__init__(embedding=embedding, head=head_module)
         self.backbone_name = backbone
 
+    @keeps_float32
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.embedding(x)
         if getattr(self.head, "takes_mask", False) and h.shape[-1] == x.shape[-1]:

@@ -22,6 +22,7 @@ from torch.utils.checkpoint import checkpoint
 from caduceus_plugin.models.caduceus.config import CaduceusConfig
 from caduceus_plugin.models.mamba import BiMamba, keep_in_proj_output, make_norm
 from caduceus_plugin.models.rcps import RCPSEmbedding, RCPSLMHead, RCPSWrapper, rcps_norm, swap_halves
+from caduceus_plugin.ops.gemm import keeps_float32
 
 
 @dataclass
@@ -176,6 +177,7 @@ class CaduceusBackbone(nn.Module):
     ) -> nn.Module:
         return make_norm(config.d_model, config.rms_norm, config.norm_epsilon, device=device, dtype=dtype)
 
+    @keeps_float32
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -196,6 +198,7 @@ class CaduceusBackbone(nn.Module):
         hidden = self.embeddings(input_ids) if input_ids is not None else self.embeddings.from_probs(token_probs)
         return self.run(hidden, stream)
 
+    @keeps_float32
     def run(self, hidden: torch.Tensor, stream: bool | None = None) -> torch.Tensor:
         """Layers and final norm on embeddings ``hidden`` (b, l, c) -> final hidden states (b, l, c).
 
@@ -210,6 +213,7 @@ class CaduceusBackbone(nn.Module):
             return backbone_stream(self, hidden, matmul_dtype=self.matmul_dtype)
         return self.forward_embeddings(hidden)
 
+    @keeps_float32
     def forward_embeddings(
         self, hidden: torch.Tensor, all_hidden_states: list[torch.Tensor] | None = None
     ) -> torch.Tensor:
@@ -311,6 +315,7 @@ class CaduceusForMaskedLM(nn.Module):
         """The authors' initialisation (see :func:`init_weights`)."""
         init_weights(self.config, self, self.backbone, self._output_linear())
 
+    @keeps_float32
     def forward(
         self,
         input_ids: torch.Tensor | None = None,

@@ -35,6 +35,7 @@ from torch import nn
 from caduceus_plugin.errors import InputError
 from caduceus_plugin.models.hyenadna.config import HyenaDNAConfig
 from caduceus_plugin.ops.fftconv import fftconv_fn
+from caduceus_plugin.ops.gemm import keeps_float32
 
 __all__ = ["HyenaDNA", "HyenaDNAForCausalLM"]
 
@@ -249,6 +250,7 @@ class HyenaDNA(nn.Module):
             return token_probs.to(weight.dtype) @ weight
         return self.backbone.embeddings(input_ids)
 
+    @keeps_float32
     def forward(
         self, input_ids: torch.Tensor | None = None, *, token_probs: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -281,6 +283,7 @@ class HyenaDNAForCausalLM(nn.Module):
         self.config = config
         self.hyena = HyenaDNA(config, device=device, dtype=dtype)
 
+    @keeps_float32
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Next-token logits (b, l, vocab) for token ids (b, l); the head is the embedding matrix (tied)."""
         hidden = self.hyena(input_ids)
