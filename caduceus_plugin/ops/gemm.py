@@ -173,7 +173,6 @@ class _OneDNNLinear(torch.autograd.Function):
         return onednn_linear(x, weight, bias)
 
     @staticmethod
-    @keeps_float32  # a backward called on its own (torch.autograd.grad on this op's output alone)
     def backward(ctx, g):  # type: ignore[no-untyped-def, override]
         x, weight = ctx.saved_tensors
         g2 = g.reshape(-1, g.shape[-1])

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from numba import njit, prange
 from torch.autograd.function import once_differentiable
 
-from caduceus_plugin.ops.gemm import keeps_float32, linear
+from caduceus_plugin.ops.gemm import linear
 from caduceus_plugin.ops.numba import stream
 from caduceus_plugin.ops.numba.scan import _fwd_chunk, chunk_length
 from caduceus_plugin.ops.numba.simd import (
@@ -464,7 +464,6 @@ class _MixerInner(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    @keeps_float32  # a backward called on its own, outside a pinned model's backward pass
     def backward(ctx, gy: torch.Tensor):  # type: ignore[no-untyped-def, override]
         reverses = ctx.reverses
         nd = len(reverses)
