@@ -52,6 +52,21 @@ def test_bgzip_fasta_is_read_and_plain_gzip_is_refused_with_a_fix(tmp_path: Path
         Genome(gz)
 
 
+def test_crlf_fasta_reads_like_the_lf_one_and_a_binary_file_is_one_line(tmp_path: Path) -> None:
+    """A FASTA saved on Windows (CRLF) gives the same bases; random bytes named .fa get one line, not a traceback."""
+    seqs = random_genome(2)
+    lf = write_fasta(tmp_path / "lf.fa", seqs)
+    crlf = tmp_path / "crlf.fa"
+    crlf.write_bytes(lf.read_bytes().replace(b"\n", b"\r\n"))
+    for name, seq in seqs.items():
+        assert Genome(crlf).fetch(name, 0, len(seq))[0] == seq
+    junk = tmp_path / "junk.fa"
+    junk.write_bytes(bytes(np.random.default_rng(0).integers(128, 256, 3000, dtype=np.uint8)))
+    with pytest.raises(InputError) as err:
+        Genome(junk)
+    assert "junk.fa" in str(err.value) and "\n" not in str(err.value)
+
+
 def test_soft_masked_and_iupac_bases_come_out_upper_case_acgtn(tmp_path: Path) -> None:
     fa = write_fasta(tmp_path / "g.fa", {"1": "acgtRYACGTnnkm"})
     assert Genome(fa).fetch("1", 0, 14)[0] == "ACGTNNACGTNNNN"
