@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -93,6 +94,10 @@ def _pin_backward_of(out: Any) -> None:
             _pin_backward_of(getattr(out, field.name))
 
 
+# Per thread: how many keeps_float32 calls are running (autograd's backward threads do not share it).
+_nesting = threading.local()
+
+
 def keeps_float32(method: _F) -> _F:
     """Decorate a ``forward`` (or any function taking tensors) so it runs under :func:`cpu_float32_products` for
     the device of its first tensor argument, and so does the backward pass through its CPU outputs (tensors, or
@@ -103,9 +108,16 @@ def keeps_float32(method: _F) -> _F:
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         device = next((a.device for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
-        with cpu_float32_products(device):
-            out = method(*args, **kwargs)
-        if torch.is_grad_enabled():
+        outermost = not getattr(_nesting, "depth", 0)
+        _nesting.depth = getattr(_nesting, "depth", 0) + 1
+        try:
+            with cpu_float32_products(device):
+                out = method(*args, **kwargs)
+        finally:
+            _nesting.depth -= 1
+        # Nested decorated calls (forward -> run -> forward_embeddings) hook only the outermost call's outputs:
+        # the backward pass reaches those before any inner tensor, and the pin then lasts to the end of the pass.
+        if outermost and torch.is_grad_enabled():
             _pin_backward_of(out)
         return out
 

@@ -69,3 +69,36 @@ def test_keeps_float32_reads_the_device_of_the_first_tensor_argument() -> None:
     assert f(None, torch.ones(1, device="meta")).device.type == "meta"
     assert f(None, 3) == 3.0  # no tensor: no device to go by, the setting is left alone
     assert seen == ["highest", "high", "high"] and torch.get_float32_matmul_precision() == "high"
+
+
+def test_nested_keeps_float32_hooks_only_the_outermost_outputs_and_still_pins_the_backward(monkeypatch) -> None:
+    hooked, seen = [], []
+    pin = gemm._pin_backward_of
+    monkeypatch.setattr(gemm, "_pin_backward_of", lambda out: (hooked.append(out), pin(out)))
+
+    @gemm.keeps_float32
+    def inner(x):
+        return x * 2.0
+
+    @gemm.keeps_float32
+    def outer(x):
+        return inner(x) + 1.0
+
+    @gemm.keeps_float32
+    def fails(x):
+        raise ValueError("boom")
+
+    x = torch.ones(3, requires_grad=True)
+    torch.set_float32_matmul_precision("medium")
+    y = outer(x)
+    assert len(hooked) == 1 and hooked[0] is y
+    # the inner call's backward runs under the outer output's pin
+    y.register_hook(lambda g: seen.append(torch.get_float32_matmul_precision()))
+    y.sum().backward()
+    assert seen == ["highest"] and torch.get_float32_matmul_precision() == "medium"
+    assert torch.equal(x.grad, torch.full((3,), 2.0))
+    # an exception leaves the nesting count where it was: the next top-level call hooks its outputs again
+    with pytest.raises(ValueError):
+        fails(x)
+    inner(x)
+    assert len(hooked) == 2
