@@ -94,9 +94,9 @@ def add_inference_arguments(parser: argparse.ArgumentParser, weights_help: str, 
                    help=f"{unit} per batch (default: about 8k tokens per batch, e.g. 8 windows of 1 kbp)")
     g.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available, else cpu")
     add_bf16_argument(g)  # type: ignore[arg-type]
-    r = parser.add_argument_group("where and how it runs (Lightning)")
+    r = parser.add_argument_group("where and how it runs (more than one process: DDP through Lightning)")
     r.add_argument("--accelerator", choices=("cpu", "gpu", "auto"),
-                   help="Lightning accelerator (default: from --device; gpu when CUDA is available)")
+                   help="accelerator, as Lightning names it (default: from --device; gpu when CUDA is available)")
     r.add_argument("--devices", type=positive_int, default=1, metavar="N",
                    help="processes (CPU) or GPUs per node; more than one runs DDP (default 1)")
     r.add_argument("--num-nodes", type=positive_int, default=1, metavar="M", help="nodes (default 1)")

@@ -122,9 +122,9 @@ def predict(
 ) -> Predictions:
     """Predict on every interval of ``bed``; write ``out`` (format from ``fmt`` or the suffix) unless it is None.
 
-    Batches run through Lightning (:func:`caduceus_plugin.jobs.runner.run_job`) on ``devices`` (default: one
-    process on ``device``) and stream into ``OUT.parts/``; ``resume`` continues a killed run from it. On a DDP
-    rank other than 0 the result has no values (``values`` is None) and nothing is written.
+    Batches run (:func:`caduceus_plugin.jobs.runner.run_job`) on ``devices`` (default: one process on ``device``,
+    no Lightning; several: DDP through Lightning) and stream into ``OUT.parts/``; ``resume`` continues a killed run
+    from it. On a DDP rank other than 0 the result has no values (``values`` is None) and nothing is written.
 
     Raises:
         InputError: bad BED/FASTA/arguments (nothing is written).

@@ -1,4 +1,5 @@
-"""Run a job's batches through ``pytorch_lightning.Trainer.predict``, streaming results into resumable shards.
+"""Run a job's batches in this process or through ``pytorch_lightning.Trainer.predict``, streaming results into
+resumable shards.
 
 Every job (``predict``, ``score-variants``, ``logits``) is a map-style dataset whose items carry their row
 ``index`` and a step function from a collated batch to arrays with one row per item. :func:`run_job`:
@@ -6,10 +7,12 @@ Every job (``predict``, ``score-variants``, ``logits``) is a map-style dataset w
 1. lays out the shard folder ``OUT.parts/`` next to the output, with ``job.json`` (what the job is: inputs, model,
    options). An existing folder is an error unless ``resume`` is given, and with ``resume`` it must describe the
    same job;
-2. runs the items that no shard holds yet through ``Trainer.predict`` on ``accelerator``/``devices``/``num_nodes``
-   (DDP when more than one process; Lightning's distributed sampler splits the items over the ranks), and a
-   :class:`ShardWriter` writes every finished batch as one ``.npz`` shard, atomically (:mod:`caduceus_plugin.fileio`),
-   so memory holds one batch and a run killed at any moment (SIGKILL included) keeps every finished batch;
+2. runs the items that no shard holds yet: with one process (the default) in a plain loop in this process, which
+   spares a run the import of Lightning (7-11 s on 2 cores, most of a small job's start-up); with more than one
+   (``devices`` x ``num_nodes`` > 1) through ``Trainer.predict`` on ``accelerator``/``devices``/``num_nodes``, DDP,
+   Lightning's distributed sampler splitting the items over the ranks. Either way every finished batch goes to
+   :meth:`Shards.write` as one ``.npz`` shard, atomically (:mod:`caduceus_plugin.fileio`), so memory holds one batch
+   and a run killed at any moment (SIGKILL included) keeps every finished batch;
 3. on global rank 0, after all ranks are done, reads the shards back in row order (duplicates from the sampler's
    padding dropped) and returns the arrays; the caller writes the final output atomically and then calls
    :meth:`Shards.remove`.
@@ -175,7 +178,97 @@ def _launcher_is_rank_zero() -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Lightning pieces
+# the step, the progress report and the two ways of running them
+
+
+def _batch_arrays(step: Callable[[dict[str, Any]], dict[str, torch.Tensor]], batch: dict[str, Any]) -> dict[str, Any]:
+    """One batch's rows as numpy arrays (on the CPU), with their row ``index``: what a shard holds."""
+    out = {k: v.detach().cpu().numpy() for k, v in step(batch).items()}
+    out["index"] = batch["index"].cpu().numpy().astype(np.int64)
+    return out
+
+
+class _Progress:
+    """tqdm on a terminal; otherwise one line every ``log_every`` seconds (rank 0 only, counts its own rows)."""
+
+    def __init__(self, total: int, unit: str, desc: str, log_every: float) -> None:
+        self.total, self.unit, self.desc, self.log_every = total, unit, desc, log_every
+        self.done, self.bar, self.t0, self.last = 0, None, 0.0, 0.0
+
+    def start(self, rank: int) -> None:
+        self.t0 = self.last = time.monotonic()
+        if rank == 0 and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, unit=self.unit, desc=self.desc, file=sys.stderr)
+
+    def update(self, n: int, rank: int) -> None:
+        """``n`` more rows done (over all ranks)."""
+        self.done = min(self.total, self.done + n)
+        if rank != 0:
+            return
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        now = time.monotonic()
+        if now - self.last >= self.log_every:  # periodic: a job shorter than log_every prints nothing
+            rate = self.done / max(now - self.t0, 1e-9)
+            eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+            print(f"{self.desc}: {self.done}/{self.total} {self.unit}s ({100 * self.done / max(self.total, 1):.0f}%), "
+                  f"{rate:.1f} {self.unit}s/s, ETA {eta:.0f} s", file=sys.stderr, flush=True)
+            self.last = now
+
+    def end(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    """Tensors of a collated batch (dicts, lists and tuples of them) on ``device``; what Lightning's transfer does."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def _in_process(
+    loader: torch.utils.data.DataLoader,
+    step: Callable[[dict[str, Any]], dict[str, torch.Tensor]],
+    modules: dict[str, torch.nn.Module],
+    shards: Shards,
+    device: torch.device,
+    progress: _Progress | None,
+) -> None:
+    """The one-process run: what ``Trainer.predict`` does for one device (modules on ``device`` in eval mode, batches
+    moved there, inference mode), each batch to a shard; the modules' devices and train/eval modes are put back
+    after, as Lightning does."""
+    before = [(m, next(iter(m.parameters()), torch.empty(0)).device, [c.training for c in m.modules()])
+              for m in modules.values()]
+    try:
+        for m in modules.values():
+            m.to(device).eval()
+        if progress is not None:
+            progress.start(0)
+        with torch.inference_mode():
+            for batch in loader:
+                arrays = _batch_arrays(step, _to_device(batch, device))
+                shards.write(arrays, 0)
+                if progress is not None:
+                    progress.update(len(arrays["index"]), 0)
+        if progress is not None:
+            progress.end()
+    finally:
+        for m, dev, modes in before:
+            m.to(dev)
+            for c, training in zip(m.modules(), modes):
+                c.training = training
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Lightning pieces (more than one process)
 
 
 class _Subset(torch.utils.data.Dataset):
@@ -200,9 +293,7 @@ def _lightning_module(modules: torch.nn.ModuleDict, step: Callable[[dict[str, An
             self.models = modules
 
         def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
-            out = {k: v.detach().cpu().numpy() for k, v in step(batch).items()}
-            out["index"] = batch["index"].cpu().numpy().astype(np.int64)
-            return out
+            return _batch_arrays(step, batch)
 
     return JobModule()
 
@@ -222,41 +313,21 @@ def _writer(shards: Shards) -> Any:
     return ShardWriter()
 
 
-def _progress(total: int, unit: str, desc: str, log_every: float) -> Any:
+def _progress_callback(progress: _Progress) -> Any:
     from pytorch_lightning.callbacks import Callback
 
     class Progress(Callback):
-        """tqdm on a terminal; otherwise one line every ``log_every`` seconds (rank 0 only, counts its own rows)."""
-
-        def __init__(self) -> None:
-            self.done, self.bar, self.t0, self.last = 0, None, 0.0, 0.0
+        """Feeds :class:`_Progress` from Lightning's predict hooks."""
 
         def on_predict_start(self, trainer, pl_module):  # type: ignore[no-untyped-def]
-            self.t0 = self.last = time.monotonic()
-            if trainer.global_rank == 0 and sys.stderr.isatty():
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=total, unit=unit, desc=desc, file=sys.stderr)
+            progress.start(trainer.global_rank)
 
         def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):  # type: ignore[no-untyped-def]
-            n = len(outputs["index"]) * trainer.world_size  # ranks run in step: an estimate of the whole
-            self.done = min(total, self.done + n)
-            if trainer.global_rank != 0:
-                return
-            if self.bar is not None:
-                self.bar.update(n)
-                return
-            now = time.monotonic()
-            if now - self.last >= log_every:  # periodic: a job shorter than log_every prints nothing
-                rate = self.done / max(now - self.t0, 1e-9)
-                eta = (total - self.done) / rate if rate > 0 else float("inf")
-                print(f"{desc}: {self.done}/{total} {unit}s ({100 * self.done / max(total, 1):.0f}%), "
-                      f"{rate:.1f} {unit}s/s, ETA {eta:.0f} s", file=sys.stderr, flush=True)
-                self.last = now
+            # ranks run in step: this rank's rows times the world size estimates the whole
+            progress.update(len(outputs["index"]) * trainer.world_size, trainer.global_rank)
 
         def on_predict_end(self, trainer, pl_module):  # type: ignore[no-untyped-def]
-            if self.bar is not None:
-                self.bar.close()
+            progress.end()
 
     return Progress()
 
@@ -282,16 +353,30 @@ def _quiet_lightning() -> Iterator[None]:
 
 @dataclass
 class Devices:
-    """Where a job runs: Lightning's ``accelerator``, ``devices`` (per node) and ``num_nodes``."""
+    """Where a job runs: Lightning's ``accelerator``, ``devices`` (per node) and ``num_nodes``.
+
+    One process (the default) runs in this process without Lightning unless ``lightning`` is set (Lightning's own
+    one-device path, the same results; kept for comparison and for hosts that want Lightning's hooks).
+    """
 
     accelerator: str = "cpu"
     devices: int = 1
     num_nodes: int = 1
     strategy: str = field(default="auto")
+    lightning: bool = False
 
     @property
     def world_size(self) -> int:
         return self.devices * self.num_nodes
+
+    def in_process_device(self) -> torch.device | None:
+        """The device a job runs on in this process, or None where Lightning launches it (several processes, an
+        explicit strategy, or ``lightning``). ``auto`` means CUDA when available, else the CPU."""
+        if self.lightning or self.world_size != 1 or self.strategy != "auto":
+            return None
+        if self.accelerator in ("gpu", "cuda") or (self.accelerator == "auto" and torch.cuda.is_available()):
+            return torch.device("cuda", 0)
+        return torch.device("cpu")
 
     def check(self) -> None:
         if self.accelerator not in ("cpu", "gpu", "cuda", "auto"):
@@ -333,18 +418,17 @@ def run_job(
     desc: str = "predict",
     log_every: float = 30.0,
 ) -> dict[str, np.ndarray] | None:
-    """Run ``step`` over every item of ``dataset`` not yet in ``shards``; on global rank 0 return all rows' arrays
-    in row order (other ranks return None). See the module docstring.
+    """Run ``step`` over every item of ``dataset`` not yet in ``shards``, in this process or through Lightning
+    (:meth:`Devices.in_process_device`); on global rank 0 return all rows' arrays in row order (other ranks return
+    None). See the module docstring.
 
     Args:
         dataset: items are dicts with an ``index`` (the row) and tensors ``step`` reads.
         step: collated batch -> dict of tensors with one row per item.
-        modules: the models ``step`` uses (moved to the device by Lightning).
+        modules: the models ``step`` uses: on the device and in eval mode while the job runs, as they were after.
         shards: from :meth:`Shards.for_output`; :meth:`Shards.prepare` is called here.
-        progress: a tqdm bar on a terminal, else one line every ``log_every`` seconds and at the end.
+        progress: a tqdm bar on a terminal, else one line every ``log_every`` seconds.
     """
-    import pytorch_lightning as pl
-
     from caduceus_plugin.models.caduceus.streaming import malloc_reuse
 
     devices.check()
@@ -353,18 +437,27 @@ def run_job(
     n_rows = len(dataset)  # type: ignore[arg-type]
     todo = sorted(set(range(n_rows)) - shards.done()) if resume else list(range(n_rows))
     if todo:
+        here = devices.in_process_device()
         loader = torch.utils.data.DataLoader(
             _Subset(dataset, todo),
             batch_size=batch_size,
             shuffle=False,
             num_workers=num_workers,
             persistent_workers=num_workers > 0,
+            pin_memory=here is not None and here.type == "cuda",
         )
+        report = _Progress(len(todo), unit, desc, log_every) if progress else None
+        # malloc_reuse over the whole job, not per forward: each forward leaving it would hand the heap back to the
+        # system (malloc_trim) and the next one fault it in again: ~4 % of a 1 kbp batch of the built-in model
+        if here is not None:
+            with malloc_reuse():
+                _in_process(loader, step, modules, shards, here, report)
+            return shards.gather(n_rows)
+        import pytorch_lightning as pl
+
         strategy = devices.strategy
         if strategy == "auto" and devices.world_size > 1:
             strategy = "ddp"
-        # malloc_reuse over the whole job, not per forward: each forward leaving it would hand the heap back to the
-        # system (malloc_trim) and the next one fault it in again: ~4 % of a 1 kbp batch of the built-in model
         with _quiet_lightning(), malloc_reuse():
             trainer = pl.Trainer(
                 accelerator=devices.accelerator,
@@ -375,7 +468,7 @@ def run_job(
                 enable_checkpointing=False,
                 enable_progress_bar=False,
                 enable_model_summary=False,
-                callbacks=[_writer(shards)] + ([_progress(len(todo), unit, desc, log_every)] if progress else []),
+                callbacks=[_writer(shards)] + ([_progress_callback(report)] if report is not None else []),
                 inference_mode=True,
             )
             trainer.predict(_lightning_module(torch.nn.ModuleDict(modules), step), loader, return_predictions=False)

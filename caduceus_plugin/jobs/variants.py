@@ -236,8 +236,8 @@ def score_variants(
     writes it to ``out`` when given: Parquet or TSV, or (``.vcf.gz``) the input VCF, every record in order, with
     ``CADUCEUS_*`` INFO fields added, bgzipped and tabix-indexed.
 
-    Batches run through Lightning on ``devices`` and stream into ``OUT.parts/`` (``resume`` continues a killed
-    run); on a DDP rank other than 0 nothing is written and None is returned.
+    Batches run on ``devices`` (:func:`caduceus_plugin.jobs.runner.run_job`) and stream into ``OUT.parts/``
+    (``resume`` continues a killed run); on a DDP rank other than 0 nothing is written and None is returned.
 
     Raises:
         InputError: bad VCF/FASTA/arguments, a model without a masked-LM head (nothing is written).

@@ -1,4 +1,5 @@
-"""Jobs on Lightning: shards, --resume after SIGKILL, DDP over 2 CPU processes, progress lines, Ctrl-C."""
+"""The job runner: shards, --resume after SIGKILL, the one-process loop against Lightning, DDP over 2 CPU processes,
+progress lines, Ctrl-C."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from caduceus_plugin.cli import main
 from caduceus_plugin.errors import InputError
 from caduceus_plugin.jobs.predict import predict
-from caduceus_plugin.jobs.runner import Devices, Shards
+from caduceus_plugin.jobs.runner import Devices, Shards, run_job
 from caduceus_plugin.registry.pretrained import shipped_weights
 from tests.genomic_data import SLICE, real_data, write_lines
 
@@ -106,6 +108,64 @@ def test_resume_after_sigkill_gives_the_same_output(tmp_path: Path) -> None:
     np.testing.assert_allclose(b.select(emb).to_numpy(), a.select(emb).to_numpy(), rtol=1e-5, atol=1e-6)
     assert a.drop(emb).equals(b.drop(emb))
     assert not parts.exists()
+
+
+def test_one_process_loop_equals_lightnings_one_device_run(tmp_path: Path) -> None:
+    files = real_data(tmp_path)
+    bed = _tiled_bed(tmp_path / "w.bed", 13)
+    kw = dict(weights=TINY, seq_len=SEQ_LEN, batch_size=4)
+    loop = predict(files["fasta"], bed, tmp_path / "a.parquet", devices=Devices(), **kw)
+    lit = predict(files["fasta"], bed, tmp_path / "b.parquet", devices=Devices(lightning=True), **kw)
+    np.testing.assert_array_equal(loop.values, lit.values)  # same batches, same ops: bit for bit
+    assert pl.read_parquet(tmp_path / "a.parquet").equals(pl.read_parquet(tmp_path / "b.parquet"))
+
+
+class _Probe(torch.nn.Module):
+    """Records its mode and grad state per call; a BatchNorm child checks that children go to eval mode too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin, self.norm = torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(2)
+        self.seen: list[tuple[bool, bool, bool]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append((self.training, self.norm.training, torch.is_inference_mode_enabled()))
+        return self.lin(self.norm(x))
+
+
+class _Items(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 7
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"index": torch.tensor(i), "x": torch.tensor([float(i), 1.0 - i])}
+
+
+@pytest.mark.parametrize("lightning", [False, True], ids=["loop", "lightning"])
+def test_job_runs_in_eval_and_inference_mode_and_gives_the_modules_back_as_they_were(lightning: bool,
+                                                                                     tmp_path: Path) -> None:
+    probe = _Probe().train()
+    probe.norm.eval()  # a child in its own mode must get it back
+    shards = Shards(tmp_path / "x.parts", {"job": "t"})
+    out = run_job(_Items(), lambda b: {"y": probe(b["x"])}, {"m": probe}, shards, batch_size=3,
+                  devices=Devices(lightning=lightning))
+    assert probe.seen == [(False, False, True)] * 3  # batches of 3, 3, 1
+    assert probe.training and not probe.norm.training and probe.lin.training
+    with torch.no_grad():
+        want = probe.eval()(torch.stack([_Items()[i]["x"] for i in range(7)]))
+    np.testing.assert_allclose(out["y"], want.numpy(), rtol=1e-6)
+
+
+def test_a_one_process_job_does_not_import_lightning(tmp_path: Path) -> None:
+    files = real_data(tmp_path)
+    bed = _tiled_bed(tmp_path / "w.bed", 3)
+    code = ("import sys; from caduceus_plugin.cli import main; rc = main(sys.argv[1:]); "
+            "print('LOADED', sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('pytorch_lightning', 'lightning', 'lightning_fabric', 'torchmetrics'))); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, *_predict_args(files, bed, tmp_path / "p.parquet")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("LOADED")[-1].strip() == "[]"
 
 
 def test_ddp_over_two_cpu_processes_equals_one_process(tmp_path: Path) -> None:
