@@ -4,7 +4,8 @@ Cells, timed alternately in one process (A B C A B C ...), each over the same wi
 
 * ``0.1 loop, batch 8``: the 0.1 release's algorithm (a DataLoader of one-hot windows, batches of 8, the model
   called in a Python loop, outputs kept in memory): the baseline "today";
-* ``runner, batch 8``: the same batches through ``Trainer.predict`` + the shard writer (Lightning's overhead);
+* ``runner, batch 8``: the same batches through the job runner (``run_job``: the shard writer, and since 3ffaebd
+  a plain loop in this process for one process; ``Trainer.predict`` before);
 * ``runner, batch 64``: 64 windows of 1 kbp per batch (tried as a default; measured slower, see the results).
 
 Reading the FASTA and one-hot encoding take ~0.1 % of the time here (profiled), so a DataLoader worker has
@@ -14,10 +15,12 @@ nothing to overlap; ``--workers 1`` adds a cell that uses one anyway.
 --out OUT.parquet`` (default options) of this tree against the same command of git revision ``REV`` (checked out
 into a temporary worktree), each run a fresh process, the two alternating, after one untimed run of each (numba's
 kernel cache warm, as from a user's second run on). The outputs are checked to be the same. The issue's "today" is
-the revision it was filed against (791e801).
+the revision it was filed against (791e801). ``--weights DIR`` gives both commands the same checkpoint, for a
+comparison across a change of the built-in model (e.g. ``--weights caduceus_plugin/weights/grch37_chr20_ps``, the
+built-in model until the 2M one).
 
-    .venv/bin/python benchmarks/predict_throughput.py [--n 2000] [--repeats 3] [--workers]
-    .venv/bin/python benchmarks/predict_throughput.py --against 791e801 [--n 2000] [--repeats 3]
+    .venv/bin/python benchmarks/predict_throughput.py [--n 2000] [--repeats 3] [--workers] [--weights DIR]
+    .venv/bin/python benchmarks/predict_throughput.py --against 791e801 [--n 2000] [--repeats 3] [--weights DIR]
 
 Prints a table (median windows/s, min-max, ratio to the baseline measured in the same repeat) and writes
 ``benchmarks/results/predict_throughput.csv`` and ``.png``. Timing only: no test asserts on it.
@@ -91,10 +94,12 @@ def save(rows: list[dict], cells: list[str], stem: str, title: str) -> None:
     fig.savefig(RESULTS / f"{stem}.png", dpi=120)
 
 
-def cli_predict(tree: Path, fasta: Path, bed: Path, out: Path) -> float:
-    """Wall seconds of ``caduceus predict`` (default options) with the package of ``tree``, in a fresh process."""
+def cli_predict(tree: Path, fasta: Path, bed: Path, out: Path, weights: Path | None = None) -> float:
+    """Wall seconds of ``caduceus predict`` (default options; ``--weights`` if given) with the package of ``tree``,
+    in a fresh process."""
     env = dict(os.environ, PYTHONPATH=str(tree))
     cmd = [sys.executable, "-m", "caduceus_plugin.cli", "predict", "--fasta", str(fasta), "--bed", str(bed)]
+    cmd += ["--weights", str(weights)] if weights is not None else []
     t = time.perf_counter()
     subprocess.run([*cmd, "--out", str(out)], env=env, check=True, cwd=tree, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t
@@ -107,7 +112,7 @@ def embeddings(path: Path) -> np.ndarray:
     return table.select([c for c in table.columns if c.startswith("emb_")]).to_numpy()
 
 
-def against(rev: str, n: int, repeats: int) -> None:
+def against(rev: str, n: int, repeats: int, weights: Path | None = None) -> None:
     """The whole command of this tree against that of git revision ``rev``, alternating (see the docstring)."""
     fasta = paths()["fasta"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,7 +125,7 @@ def against(rev: str, n: int, repeats: int) -> None:
             cells = {f"caduceus predict at {rev}": old, "caduceus predict here": ROOT}
             ref = None
             for name, tree in cells.items():  # untimed: numba compiles (or loads) its kernels
-                cli_predict(tree, fasta, bed, tmp_path / "warm.parquet")
+                cli_predict(tree, fasta, bed, tmp_path / "warm.parquet", weights)
                 values = embeddings(tmp_path / "warm.parquet")
                 ref = values if ref is None else ref
                 assert np.allclose(values, ref, rtol=1e-4, atol=1e-5), name  # the same output
@@ -128,7 +133,7 @@ def against(rev: str, n: int, repeats: int) -> None:
             for rep in range(repeats):
                 for name, tree in cells.items():
                     load = os.getloadavg()[0]
-                    dt = cli_predict(tree, fasta, bed, tmp_path / f"{rep}.parquet")
+                    dt = cli_predict(tree, fasta, bed, tmp_path / f"{rep}.parquet", weights)
                     rows.append({"cell": name, "repeat": rep, "seconds": dt, "windows_per_s": n / dt,
                                  "load_avg_1min": load})  # fmt: skip
                     print(f"repeat {rep} {name:32s} {dt:7.1f} s  {n / dt:7.1f} windows/s  (load {load:.2f})")
@@ -137,14 +142,15 @@ def against(rev: str, n: int, repeats: int) -> None:
     base = {r["repeat"]: r["seconds"] for r in rows if r["cell"].endswith(rev)}
     for r in rows:
         r[f"speedup_vs_{rev}_same_repeat"] = base[r["repeat"]] / r["seconds"]
-    print(f"\n{n} x 1 kbp windows, built-in model, whole command, load average after {os.getloadavg()[0]:.2f}")
+    model = f"--weights {weights}" if weights is not None else "built-in model"
+    print(f"\n{n} x 1 kbp windows, {model}, whole command, load average after {os.getloadavg()[0]:.2f}")
     print(f"{'cell':34s} {'median s':>9s} {'min-max':>13s} {'spread':>7s} {'speedup (median)':>17s}")
     for name in cells:
         sec = compute.summarize([r["seconds"] for r in rows if r["cell"] == name])
         up = statistics.median(r[f"speedup_vs_{rev}_same_repeat"] for r in rows if r["cell"] == name)
         verdict = f"{up:17.2f}" if sec["spread"] <= compute.MAX_SPREAD else f"{compute.NOISY:>17s}"
         print(f"{name:34s} {sec['median']:9.1f} {sec['min']:6.1f}-{sec['max']:<6.1f} {sec['spread']:7.0%} {verdict}")
-    save(rows, list(cells), "predict_throughput_cli", f"the whole caduceus predict, {n} x 1 kbp, built-in model")
+    save(rows, list(cells), "predict_throughput_cli", f"the whole caduceus predict, {n} x 1 kbp, {model}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,16 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--repeats", type=compute.repeats_arg, default=compute.MIN_REPEATS)
     ap.add_argument("--workers", action="store_true", help="add a cell with one DataLoader worker")
     ap.add_argument("--against", metavar="REV", help="time the whole command against git revision REV's")
+    ap.add_argument("--weights", type=Path, metavar="DIR", help="checkpoint for every cell (default: built-in)")
     return ap
 
 
 def main() -> None:
     args = build_parser().parse_args()
     if args.against:
-        against(args.against, args.n, args.repeats)
+        weights = args.weights.resolve() if args.weights is not None else None  # the same file from either tree
+        against(args.against, args.n, args.repeats, weights)
         return
     fasta = paths()["fasta"]
-    predictor = load_predictor(device="cpu")
+    predictor = load_predictor(weights=args.weights, device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
         bed = windows_bed(Path(tmp) / "w.bed", args.n)
         cells = {
@@ -189,14 +197,15 @@ def main() -> None:
     base = {r["repeat"]: r["windows_per_s"] for r in rows if r["cell"] == "0.1 loop, batch 8"}
     for r in rows:
         r["ratio_to_0.1_same_repeat"] = r["windows_per_s"] / base[r["repeat"]]
-    print(f"\n{args.n} x 1 kbp windows, built-in model, {torch.get_num_threads()} threads")
+    model = f"--weights {args.weights}" if args.weights is not None else "built-in model"
+    print(f"\n{args.n} x 1 kbp windows, {model}, {torch.get_num_threads()} threads")
     print(f"{'cell':32s} {'median w/s':>10s} {'min-max':>15s} {'x 0.1 (median)':>15s}")
     for name in cells:
         rs = [r for r in rows if r["cell"] == name]
         w = [r["windows_per_s"] for r in rs]
         ratio = statistics.median(r["ratio_to_0.1_same_repeat"] for r in rs)
         print(f"{name:32s} {statistics.median(w):10.1f} {min(w):7.1f}-{max(w):<7.1f} {ratio:15.2f}")
-    save(rows, list(cells), "predict_throughput", f"caduceus predict, {args.n} x 1 kbp, built-in model")
+    save(rows, list(cells), "predict_throughput", f"caduceus predict, {args.n} x 1 kbp, {model}")
 
 if __name__ == "__main__":
     main()
