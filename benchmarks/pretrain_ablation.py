@@ -344,7 +344,8 @@ def vep(out: Path, recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     vcf.parent.mkdir(parents=True, exist_ok=True)
     vep_variants(Path(data.vcf), vcf, N_VEP)
     length = min(r["length"] for r in recs)
-    weights = {"builtin (grch37_chr20_ps)": Path(builtin_weights())}
+    builtin = Path(builtin_weights())
+    weights = {f"builtin ({builtin.name})": builtin}
     for m in MLM_MODELS:
         d = out / "runs" / f"L{length}" / m / "seed0"
         if (d / "model.safetensors").exists():

@@ -123,7 +123,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "1000 Genomes VCF, with the built-in model pretrained on chr20 (no downloads). Writes OUT/tss_embeddings."
         "parquet and OUT/variant_scores.parquet. With --sequence: embed one sequence instead.",
     )
-    demo.add_argument("--weights", help="Caduceus checkpoint directory (default: the built-in grch37_chr20_ps)")
+    demo.add_argument("--weights", help="Caduceus checkpoint directory (default: the built-in model)")
     demo.add_argument("--out", default="caduceus_demo", help="output directory (default: ./caduceus_demo)")
     demo.add_argument("--sequence", help="embed this DNA sequence instead (e.g. the built-in DEMO_SEQUENCE)")
     demo.set_defaults(func=_cmd_demo)

@@ -9,7 +9,8 @@ Three kinds of weights are accepted:
     prediction after its activation; ``L_out == 1`` gives one value per task (``'tasks'``), longer outputs are
     per-bin tracks (``'tracks'``, ``bin_size`` from ``data_params['train']`` and ``crop_len`` from
     ``model_params``);
-(c) nothing: the built-in pre-trained model (``weights/grch37_chr20_ps`` when shipped, else ``weights/tiny_ps``).
+(c) nothing: the built-in pre-trained model (:func:`caduceus_plugin.registry.pretrained.builtin_weights`: the first
+    shipped of ``weights/grch37_chr20_ps_2m``, ``weights/grch37_chr20_ps``, ``weights/tiny_ps``).
 
 The input length (``seq_len``) defaults to the checkpoint's own (``seq_len`` in config.json or the model card's
 front matter; ``data_params['train']['seq_len']`` for gReLU), else :data:`DEFAULT_SEQ_LEN`.

@@ -1,9 +1,9 @@
 """The built-in weights, named once: used by the CLI, the jobs and the kipoi export.
 
 The first shipped of ``weights/grch37_chr20_ps_2m`` (a 1.9M-parameter Caduceus-PS pre-trained on GRCh37 chr20 for
-81.9M tokens; it ships once its training, ``benchmarks/train_builtin.py``, is complete), ``weights/grch37_chr20_ps``
-(326k parameters, 4.1M tokens, the built-in model until then) and ``weights/tiny_ps`` (a small random-init
-checkpoint used by tests); each pre-trained one has a MODEL_CARD.md.
+81.9M tokens by ``benchmarks/train_builtin.py``), ``weights/grch37_chr20_ps`` (326k parameters, 4.1M tokens, the
+built-in model before it) and ``weights/tiny_ps`` (a small random-init checkpoint used by tests); each pre-trained
+one has a MODEL_CARD.md.
 """
 
 from __future__ import annotations

@@ -263,7 +263,7 @@ def export_kipoi(
         outdir: directory to create (must not exist or be empty, unless ``force``).
         seq_len: window length the default dataloader cuts around each interval's centre.
         weights: checkpoint directory for a registered name (default for ``caduceus_ps``: the built-in
-            ``grch37_chr20_ps`` when installed, else ``tiny_ps``; ``caduceus_ph`` has none).
+            model, :func:`caduceus_plugin.registry.pretrained.builtin_weights`; ``caduceus_ph`` has none).
         force: replace a non-empty ``outdir``.
 
     Returns:
