@@ -350,6 +350,14 @@ def vep(out: Path, recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         d = out / "runs" / f"L{length}" / m / "seed0"
         if (d / "model.safetensors").exists():
             weights[f"{m} (L{length}, seed 0)"] = d
+        else:  # the committed runs keep metrics, not weights: keep that model's rows from an earlier --vep
+            print(f"vep: {m} (L{length}, seed 0): no weights in {d}; its earlier rows are kept", flush=True)
+    earlier = out / "vep_auroc.csv"
+    kept = []
+    if earlier.is_file():
+        with open(earlier, newline="") as fh:
+            kept = [r for r in csv.DictReader(fh)
+                    if r["model"] not in weights and not r["model"].startswith("builtin (")]
     rows = []
     for name, w in weights.items():
         t = time.time()
@@ -357,7 +365,7 @@ def vep(out: Path, recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for r in rare_vs_common(with_af(scores, data.variants)):
             rows.append({"model": name, **r})
         print(f"vep: {name}: {len(scores)} variants in {time.time() - t:.0f} s", flush=True)
-    return rows
+    return rows + kept
 
 
 def main(argv: list[str] | None = None) -> int:
