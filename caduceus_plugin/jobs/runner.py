@@ -374,9 +374,9 @@ class Devices:
         explicit strategy, or ``lightning``). ``auto`` means CUDA when available, else the CPU."""
         if self.lightning or self.world_size != 1 or self.strategy != "auto":
             return None
-        if self.accelerator in ("gpu", "cuda") or (self.accelerator == "auto" and torch.cuda.is_available()):
-            return torch.device("cuda", 0)
-        return torch.device("cpu")
+        if self.accelerator == "auto":
+            return resolve_device(None)
+        return torch.device("cuda" if self.accelerator in ("gpu", "cuda") else "cpu")
 
     def check(self) -> None:
         if self.accelerator not in ("cpu", "gpu", "cuda", "auto"):
