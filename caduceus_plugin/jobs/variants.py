@@ -266,6 +266,11 @@ def score_variants(
     length = predictor.seq_len
     if window is None:
         window = min(DEFAULT_WINDOW, length)
+    elif window > length:  # the average is taken inside the model's window: a longer one would silently shrink
+        raise InputError(
+            f"--window {window} is longer than the model's input of {length} bp, inside which the features are "
+            f"averaged: use --window {length} or less, or a longer --seq-len"
+        )
 
     info = [_classify(r, genome) for r in rows]
     todo = [i for i, (_, status, _, _) in enumerate(info) if status == "ok"]

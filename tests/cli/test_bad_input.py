@@ -162,6 +162,14 @@ def test_missing_and_corrupt_weights(fasta: Path, tmp_path: Path, capsys) -> Non
     bad_ckpt = tmp_path / "model.ckpt"
     bad_ckpt.write_bytes(b"truncated")
     assert_fails([*argv, "--weights", str(bad_ckpt)], "is not a readable PyTorch checkpoint", capsys, out)
+    assert_fails([*argv, "--weights", str(bed)], "r.bed is a file with no config.json beside it", capsys, out)
+
+
+def test_feature_window_longer_than_the_model_input_is_refused(fasta: Path, tmp_path: Path, capsys) -> None:
+    vcf = _vcf(tmp_path / "v.vcf", ["20	1000	.	A	C"])
+    out = tmp_path / "s.parquet"
+    argv = ["score-variants", "--fasta", str(fasta), "--vcf", str(vcf), "--out", str(out), *FAST, "--window", "65"]
+    assert_fails(argv, "--window 65 is longer than the model's input of 64 bp", capsys, out)
 
 
 def test_output_paths(fasta: Path, tmp_path: Path, capsys) -> None:

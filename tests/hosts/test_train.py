@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,11 +54,70 @@ def test_default_config_composes_every_group() -> None:
         assert _compose([f"model={name}"]).model.name == name
 
 
-def test_unknown_model_lists_the_available_ones(tmp_path: Path) -> None:
+def test_unknown_model_is_one_line_listing_the_available_ones(tmp_path: Path) -> None:
     out = _train(["model=caduceus_pz", "--cfg", "job"], tmp_path, timeout=120)
-    assert out.returncode != 0
-    assert "caduceus_pz" in out.stderr and "Available options" in out.stderr and "caduceus_ps" in out.stderr
-    assert "Traceback" not in out.stderr
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1, out.stderr
+    assert "Could not find 'model/caduceus_pz': choose one of caduceus_ph, caduceus_ps, cnn" in out.stderr
+    assert not list(tmp_path.iterdir())  # nothing written, not even Hydra's run directory
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["nonsense"], "cannot parse the override 'nonsense': missing EQUAL"),
+        (["data=nope"], "Could not find 'data/nope': choose one of oct4_mafk, promoter_chr20, splice"),
+        (["trainer.foo=1"], "Could not override 'trainer.foo'; to append to your config use +trainer.foo=1"),
+        (["seed=0,1"], "seed=0,1 is a sweep (several values): add -m"),
+        (["-m", "model=caduceus_ps,caduceus_pz"], "Could not find 'model/caduceus_pz'"),  # every value is composed
+        (["--cfg", "job", "task=nope"], "Could not find 'task/nope'"),
+    ],
+    ids=["no-equals", "unknown-data", "unknown-key", "sweep-without-m", "bad-sweep-value", "after-a-flag"],
+)
+def test_bad_overrides_are_named_before_hydra_starts(argv: list[str], needle: str) -> None:
+    from caduceus_plugin.hosts.grelu.train import override_error
+
+    problem = override_error(argv)
+    assert problem is not None and needle in problem and "\n" not in problem, problem
+
+
+def test_good_command_lines_pass_the_override_check() -> None:
+    from caduceus_plugin.hosts.grelu.train import override_error
+
+    assert override_error([]) is None
+    assert override_error(["-m", "model=caduceus_ps,caduceus_ph", "seed=range(2)", "+trainer.foo=1"]) is None
+    assert override_error(["--cfg", "job", "--info", "model=cnn", "trainer.max_epochs=2"]) is None
+    assert override_error(["--config-name", "other", "x=1"]) is None  # another config: left to Hydra
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("trainer.max_epochs=abc", "trainer.max_epochs='abc': expected a positive integer"),
+        ("data.batch_size=0", "data.batch_size=0: expected a positive integer"),
+        ("task.lr=-1", "task.lr=-1: expected a positive number"),
+        ("task.optimizer=adamw", "task.optimizer='adamw': expected adam or sgd"),
+        ("seed=1.5", "seed=1.5: expected an integer"),
+        ("init_checkpoint=/no/such.ckpt", "expected null or an existing gReLU .ckpt file"),
+    ],
+)
+def test_bad_config_values_are_refused_before_any_work(override: str, needle: str) -> None:
+    from caduceus_plugin.errors import InputError
+    from caduceus_plugin.hosts.grelu.train import check_config
+
+    check_config(_compose([]))  # the defaults pass
+    with pytest.raises(InputError, match=re.escape(needle)):
+        check_config(_compose([override]))
+
+
+def test_trainer_arguments_lightning_refuses_are_input_errors() -> None:
+    from caduceus_plugin.errors import InputError
+    from caduceus_plugin.hosts.grelu.train import _trainer
+
+    with pytest.raises(InputError, match="unexpected keyword argument 'foo'"):
+        _trainer(foo=1)
+    with pytest.raises(InputError, match="Precision 'foo' is invalid"):
+        _trainer(precision="foo", logger=False, enable_checkpointing=False)
 
 
 def test_third_party_backbone_is_a_valid_model_choice(tmp_path: Path) -> None:

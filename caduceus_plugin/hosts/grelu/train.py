@@ -110,6 +110,59 @@ def _record_data_params(model: Any, splits: dict[str, Any]) -> None:
         model.data_params[split] = dict(model._get_dataset_attrs(splits[split]))
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+#: The composed config's values this app reads itself, with what each must be (checked before any work).
+_CHECKS: tuple[tuple[str, str, Any], ...] = (
+    ("seed", "an integer", _is_int),
+    ("early_stopping_patience", "null or an integer >= 0", lambda v: v is None or (_is_int(v) and v >= 0)),
+    ("data.batch_size", "a positive integer", lambda v: _is_int(v) and v >= 1),
+    ("data.num_workers", "an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    ("data.seq_len", "null or an integer >= 2", lambda v: v is None or (_is_int(v) and v >= 2)),
+    ("data.quick", "true, false or a positive integer", lambda v: isinstance(v, bool) or (_is_int(v) and v >= 1)),
+    ("data.quick_test", "null or a positive integer", lambda v: v is None or (_is_int(v) and v >= 1)),
+    ("trainer.max_epochs", "a positive integer", lambda v: _is_int(v) and v >= 1),
+    ("task.lr", "a positive number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0),
+    ("task.clip", "null or a number >= 0",
+     lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0)),
+    ("task.optimizer", "adam or sgd (gReLU's optimizers)", lambda v: v in ("adam", "sgd")),
+    ("init_checkpoint", "null or an existing gReLU .ckpt file", lambda v: v is None or Path(str(v)).is_file()),
+)
+
+
+def check_config(cfg: Any) -> None:
+    """Refuse, before any work, a value of the composed config that would fail later (or train wrongly).
+
+    Raises:
+        InputError: the first value that is not what :data:`_CHECKS` says, naming the override that fixes it.
+    """
+    from omegaconf import OmegaConf
+
+    from caduceus_plugin.errors import InputError
+
+    for key, what, ok in _CHECKS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if not ok(value):
+            raise InputError(f"{key}={value!r}: expected {what} (override it, e.g. {key}=...)")
+
+
+def _trainer(**kwargs: Any) -> Any:
+    """``pytorch_lightning.Trainer(**kwargs)``, its refusals of the ``trainer`` group's values as InputError."""
+    import pytorch_lightning as pl
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    from caduceus_plugin.errors import InputError
+
+    try:
+        return pl.Trainer(**kwargs)
+    except TypeError as err:  # a key Trainer does not take (+trainer.foo=1)
+        raise InputError(f"trainer: {err} (the trainer group holds pytorch_lightning.Trainer's arguments)") from None
+    except (ValueError, MisconfigurationException) as err:  # a value it refuses (accelerator, precision, ...)
+        raise InputError(f"trainer: {str(err).splitlines()[0]}") from None
+
+
 def run(cfg: Any) -> dict[str, Any]:
     """Train, restore the best checkpoint, test; returns the test metrics (also written to metrics.json)."""
     import pytorch_lightning as pl
@@ -121,24 +174,24 @@ def run(cfg: Any) -> dict[str, Any]:
 
     for pattern in (".*LeafSpec.*", ".*does not have many workers.*", ".*smaller than the logging interval.*"):
         warnings.filterwarnings("ignore", message=pattern)  # Lightning's advice, not the user's problem
+    check_config(cfg)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    splits, task = load_splits(cfg)
-    model = build_lightning_model(cfg, n_tasks=splits["train"].n_tasks, kind=task.kind)
-    _record_data_params(model, splits)
-
     callbacks: list[Any] = [ModelCheckpoint(dirpath=out_dir / "checkpoints", monitor="val_loss", mode="min")]
     if cfg.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=int(cfg.early_stopping_patience)))
     trainer_kwargs = dict(_to_container(cfg.trainer))
-    trainer = pl.Trainer(
+    trainer = _trainer(  # before the data and the model: a trainer value it refuses costs no work
         default_root_dir=str(out_dir),
         logger=CSVLogger(str(out_dir), name="logs"),
         callbacks=callbacks,
         gradient_clip_val=float(cfg.task.get("clip") or 0) or None,
         **trainer_kwargs,
     )
+    splits, task = load_splits(cfg)
+    model = build_lightning_model(cfg, n_tasks=splits["train"].n_tasks, kind=task.kind)
+    _record_data_params(model, splits)
     loaders = {s: (model.make_train_loader if s == "train" else model.make_test_loader)(splits[s]) for s in splits}
     import time
 
@@ -204,6 +257,87 @@ def evaluate(model: Any, loader: Any, task: Any) -> dict[str, float]:
     return compute_metrics(task, *predictions(model, loader, task))
 
 
+#: Hydra's flags that take a value (the next word is not an override); ``--info`` takes one only from its choices.
+_VALUE_FLAGS = frozenset({"--cfg", "-c", "--package", "-p"})
+_INFO_CHOICES = frozenset({"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"})
+#: Flags after which Hydra reads another config, prints help, or replays a run: the command line is left to Hydra.
+_HYDRA_OWNS = frozenset({"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--help", "-h",
+                         "--hydra-help", "--version", "--shell-completion", "-sc", "--experimental-rerun"})
+
+
+def _one_line(err: BaseException) -> str:
+    """Hydra's and OmegaConf's several-line messages as one line: the text before the location details."""
+    options = getattr(err, "options", None)  # MissingConfigException: the group's available choices
+    lines = []
+    for line in str(err).splitlines():
+        line = line.strip()
+        if line.startswith(("full_key:", "object_type", "Config search path", "See https://", "Available options")):
+            break
+        if line:
+            lines.append(line.rstrip(".") if not lines else line[:1].lower() + line[1:].rstrip("."))
+    text = "; ".join(lines) or type(err).__name__
+    return f"{text}: choose one of {', '.join(options)}" if options else text
+
+
+def override_error(argv: list[str]) -> str | None:
+    """What is wrong with the overrides of a ``caduceus train`` command line, in one line, or None.
+
+    Hydra reports a bad override or an unknown config choice over several lines with exit status 1; composing
+    the config here first (each value of a sweep in turn) lets the command say it as every other one does, one
+    ``error:`` line and status 2, before any work. Command lines that read another config or ask for help are
+    left to Hydra.
+    """
+    from hydra import compose, initialize_config_module
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    words: list[str] = []
+    skip = False
+    for i, word in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if word.split("=", 1)[0] in _HYDRA_OWNS:
+            return None
+        if word in _VALUE_FLAGS:
+            skip = True
+        elif word in ("--info", "-i"):
+            skip = i + 1 < len(argv) and argv[i + 1] in _INFO_CHOICES
+        elif not word.startswith("-"):
+            words.append(word)
+    try:
+        overrides = OverridesParser.create().parse_overrides(words)
+    except HydraException as err:
+        text = _one_line(err).replace("Error parsing override ", "cannot parse the override ", 1).replace("; ", ": ", 1)
+        return f"{text} (overrides are key=value, e.g. model=caduceus_ph)"
+    sweeps = [o.input_line for o in overrides if o.is_sweep_override()]
+    if sweeps and not {"-m", "--multirun"} & set(argv):
+        return f"{sweeps[0]} is a sweep (several values): add -m to run one job per value"
+    prefix = {OverrideType.CHANGE: "", OverrideType.ADD: "+", OverrideType.FORCE_ADD: "++", OverrideType.DEL: "~"}
+    choices: list[list[str]] = []  # per override, the override strings of each of its values
+    for o in overrides:
+        if not o.is_sweep_override():
+            choices.append([o.input_line])
+            continue
+        try:
+            values = list(o.sweep_string_iterator())
+        except HydraException:  # a sweep only Hydra's launcher can expand (glob(), interval()): left to it
+            return None
+        choices.append([f"{prefix[o.type]}{o.get_key_element()}={v}" for v in values] or [o.input_line])
+    first = [c[0] for c in choices]
+    runs = [first] + [[*first[:i], v, *first[i + 1:]] for i, c in enumerate(choices) for v in c[1:]]
+    _store_registered_models()
+    with initialize_config_module(config_module="caduceus_plugin.hosts.grelu.conf", version_base="1.3"):
+        for run_overrides in runs:
+            try:
+                compose(config_name="train", overrides=run_overrides)
+            except (HydraException, OmegaConfBaseException) as err:
+                return _one_line(err)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: Hydra command line (``overrides``, ``-m`` for multirun, ``--help``)."""
     import hydra
@@ -212,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
+    problem = override_error(sys.argv[1:])
+    if problem:
+        print(f"error: {problem} (see `caduceus train --help`)", file=sys.stderr)
+        return 2
     _store_registered_models()
     status = {"code": 0}
 

@@ -43,6 +43,11 @@ def _find_files(path: Path) -> tuple[Path, Path]:
         )
     folder = path if path.is_dir() else path.parent
     config = next((folder / n for n in CONFIG_NAMES if (folder / n).is_file()), None)
+    if config is None and path.is_file():  # e.g. --weights naming a BED, or a weights file copied on its own
+        raise CheckpointError(
+            f"{path} is a file with no config.json beside it: weights are a Caduceus checkpoint directory "
+            "(config.json + model.safetensors), a weights file beside its config.json, or a gReLU .ckpt file"
+        )
     if config is None:
         raise CheckpointError(
             f"no config.json in {folder}: a Caduceus checkpoint needs its config.json beside the weights"
