@@ -145,6 +145,24 @@ class Genome:
             f"{self.describe_names()}); use the FASTA of the assembly the coordinates refer to"
         )
 
+    def check_bed(self, bed: Any) -> None:
+        """:meth:`check_chroms` for a :class:`~caduceus_plugin.genome.bed.Bed`, then refuse an interval that starts
+        at or past its chromosome's end: nothing of it is in the FASTA, which is what a BED of another assembly
+        gives (an interval that only overhangs the end is a window near it: padded with N and flagged later).
+
+        Raises:
+            InputError: the first such line, with the chromosome's length.
+        """
+        source = bed.path.name
+        self.check_chroms(bed.chrom, source=source)
+        for chrom, start, end, line in zip(bed.chrom, bed.start, bed.end, bed.lines):
+            if start > self.lengths[chrom] or (start == self.lengths[chrom] and end > start):
+                raise InputError(
+                    f"{source} line {line}: {chrom}:{start}-{end} starts past the end of {chrom} "
+                    f"({self.lengths[chrom]:,} bp in the FASTA {self.path.name}): are the BED and the FASTA of the "
+                    "same assembly?"
+                )
+
     def fetch(self, chrom: str, start: int, end: int) -> tuple[str, int]:
         """Bases ``[start, end)`` (0-based; may run past either chromosome end) and the number of ``N`` pads."""
         lo, hi = max(start, 0), min(end, self.lengths[chrom])

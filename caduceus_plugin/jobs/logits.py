@@ -150,7 +150,7 @@ def logits(
         check_output_path(out, inputs=[weights], files={"FASTA": fasta, "BED": bed})
     intervals = read_bed(bed)
     genome = Genome(fasta)
-    genome.check_chroms(intervals.chrom, source=Path(bed).name)
+    genome.check_bed(intervals)
     total = sum(e - s for s, e in zip(intervals.start, intervals.end))
     if total == 0:
         raise InputError(f"the intervals of {Path(bed).name} cover no position (all have start == end)")

@@ -136,7 +136,7 @@ def predict(
         check_output_path(out, inputs=[weights], files={"FASTA": fasta, "BED": bed})
     intervals_bed = read_bed(bed)
     genome = Genome(fasta)
-    genome.check_chroms(intervals_bed.chrom, source=Path(bed).name)
+    genome.check_bed(intervals_bed)
     if predictor is None:
         predictor = load_predictor(model, weights, device="cpu", seq_len=seq_len)  # the runner moves it
     batch_size = auto_batch_size(predictor, batch_size)

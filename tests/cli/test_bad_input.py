@@ -55,8 +55,10 @@ def assert_fails(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str
         ("20\t300\t200", "bed line 2: start 300 is greater than end 200"),
         ("20\t1\t5\tx\t0\t*", "bed line 2: strand (column 6) must be +, - or ., found '*'"),
         ("chrUn_gl000220\t1\t5", "chromosome 'chrUn_gl000220' of r.bed is not in the FASTA g.fa"),
+        ("20\t3000\t3100", "r.bed line 2: 20:3000-3100 starts past the end of 20 (3,000 bp in the FASTA g.fa)"),
     ],
-    ids=["two-columns", "non-integer", "float", "negative", "start-after-end", "bad-strand", "unknown-chrom"],
+    ids=["two-columns", "non-integer", "float", "negative", "start-after-end", "bad-strand", "unknown-chrom",
+         "past-the-end"],
 )
 def test_bad_bed_lines(line: str, needle: str, fasta: Path, tmp_path: Path, capsys) -> None:
     bed = write_lines(tmp_path / "r.bed", ["20\t10\t20", line])

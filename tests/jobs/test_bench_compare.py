@@ -129,4 +129,8 @@ def test_context_gain_pairs_each_model_with_itself_on_the_same_windows(tmp_path:
     csv = (tmp_path / "bench_context.csv").read_text().splitlines()
     assert csv[0] == ",".join(compare.CONTEXT_COLUMNS) and len(csv) == 3
     report = (tmp_path / "REPORT.md").read_text()
+    short_line = next(line for line in report.splitlines() if line.startswith(f"- **{short}**"))
+    assert f"This is the control view of {long_}" in short_line and "chance is the expected result" in short_line
+    long_line = next(line for line in report.splitlines() if line.startswith(f"- **{long_}**"))
+    assert "control view" not in long_line
     assert "## Does context help?" in report and "Context helps (interval above 0): caduceus_ps." in report

@@ -84,3 +84,6 @@ def test_bad_logits_input(tmp_path: Path) -> None:
         logits(files["fasta"], bed, weights=TINY, seq_len=64, stride=200)
     with pytest.raises(InputError, match="each costs one forward pass"):
         logits(files["fasta"], bed, weights=TINY, seq_len=64, max_positions=10)
+    past = write_lines(tmp_path / "past.bed", ["20\t900000000\t900000010"])  # the contig ends at 1.2 Mb
+    with pytest.raises(InputError, match=r"past.bed line 1: 20:900000000-900000010 starts past the end of 20"):
+        logits(files["fasta"], past, weights=TINY, seq_len=64)

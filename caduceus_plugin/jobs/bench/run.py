@@ -318,8 +318,12 @@ def _findings(compared: list[dict[str, Any]], budget: dict[str, TaskBudget], lev
             against = "no interval (these runs saved no test predictions, so the majority level is unknown: rerun)"
         else:
             against = ", ".join(above) if above else "**no model**"
+        control = next((long for long, short in CONTEXT_PAIRS.items() if short == task), None)
+        note = (f" This is the control view of {control}: the same windows through their central part, which is "
+                "built to carry no label signal, so chance is the expected result here (a model above it would "
+                "mean the task leaks its label into the centre)." if control else "")
         lines.append(f"- **{task}**: above chance with an interval that excludes 0: {against}; Caduceus against "
-                     f"HyenaDNA: {'; '.join(vs) if vs else 'not run'}.")
+                     f"HyenaDNA: {'; '.join(vs) if vs else 'not run'}.{note}")
     lines += ["", "Read these with the budget above: the same for every model, no tuning of any one model. Caduceus "
               "also costs several times more compute per token than HyenaDNA at equal parameters (bi-directional, "
               "and PS runs both strands), which the train-seconds column shows.", ""]
