@@ -11,7 +11,7 @@ variable                            meaning                                     
                                     mamba_ssm
 ``CADUCEUS_MATMUL_DTYPE``           Caduceus inference projections: fp32/float32, bf16        (tensor dtype)
 ``CADUCEUS_CPU_GEMM``               float32 CPU projections: auto, onednn, torch              auto
-``CADUCEUS_CHUNK_LEN``              streaming inference chunk length (positions, >= 1)        2048
+``CADUCEUS_CHUNK_LEN``              longest streaming inference chunk (positions, >= 1)       2048
 ``CADUCEUS_STASH_GB``               streaming inference stash budget (GiB, >= 0)              1.75
 ``CADUCEUS_MALLOC_TUNE``            glibc malloc reuse during CPU inference (boolean)         on
 ``CADUCEUS_NUMBA_AVX512``           numba CPU kernels in 512-bit vectors where the CPU has    on
@@ -117,7 +117,7 @@ MATMUL_DTYPES = ("fp32", "float32", "bf16", "bfloat16")
 SCAN_BACKEND = Setting("CADUCEUS_SCAN_BACKEND", "auto", _choice(*SCAN_BACKENDS), "selective-scan backend")
 MATMUL_DTYPE = Setting("CADUCEUS_MATMUL_DTYPE", None, _choice(*MATMUL_DTYPES), "Caduceus inference projections dtype")
 CPU_GEMM = Setting("CADUCEUS_CPU_GEMM", "auto", _choice(*CPU_GEMMS), "float32 CPU projections library")
-CHUNK_LEN = Setting("CADUCEUS_CHUNK_LEN", 2048, _positive_int, "streaming inference chunk length")
+CHUNK_LEN = Setting("CADUCEUS_CHUNK_LEN", 2048, _positive_int, "longest streaming inference chunk")
 STASH_GB = Setting("CADUCEUS_STASH_GB", 1.75, _number(0, strict=False), "streaming inference stash budget (GiB)")
 MALLOC_TUNE = Setting("CADUCEUS_MALLOC_TUNE", True, _bool, "glibc malloc reuse during CPU inference")
 NUMBA_AVX512 = Setting("CADUCEUS_NUMBA_AVX512", True, _bool, "numba CPU kernels in 512-bit vectors on AVX-512")

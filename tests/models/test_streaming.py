@@ -34,6 +34,33 @@ def test_stream_equals_full_forward(overrides: dict, chunk_len: int, stash: int)
     assert rel_err(streamed, full) < 1e-6
 
 
+def test_automatic_chunk_length_keeps_a_piece_within_its_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from caduceus_plugin.models.caduceus import streaming
+
+    mib = 2**20
+    assert streaming.PIECE_BYTES == 16 * mib
+    # the 7.7M model at 131 kbp, batch 1 (2 strands, d_inner 512): the setting's 2048 (4 MiB pieces)
+    assert streaming.auto_chunk_len(2, 512) == 2048
+    # the 2M built-in model on 8 windows (16 strand rows): 256 positions, 16 MiB of xz
+    assert streaming.auto_chunk_len(16, 512) == 256 and 16 * 256 * 2 * 512 * 4 == streaming.PIECE_BYTES
+    assert streaming.auto_chunk_len(4096, 512) == 32  # never below 32 positions
+    assert streaming.auto_chunk_len(2, 512, cap=100) == 100
+    monkeypatch.setenv("CADUCEUS_CHUNK_LEN", "512")  # the setting is the most
+    assert streaming.auto_chunk_len(2, 512) == 512
+    # the backbone uses it when no chunk length is given; the pieces change nothing
+    monkeypatch.setattr(streaming, "PIECE_BYTES", 2 * 40 * 2 * 32 * 4)  # d_inner 32: 40 positions for 2 strand rows
+    model = tiny_model(1)
+    seen: list[int] = []
+    real = streaming.bimamba_stream
+    monkeypatch.setattr(streaming, "bimamba_stream", lambda *a: seen.append(a[4]) or real(*a))
+    ids = random_ids(1, 53, 1, with_specials=True)
+    with torch.no_grad():
+        full = model.caduceus(ids, stream=False)
+        streamed = backbone_stream(model.backbone, model.backbone.embeddings(ids))
+    assert model.config.d_inner == 32 and set(seen) == {40}  # two pieces of the 53 positions
+    assert rel_err(streamed, full) < 1e-6
+
+
 @pytest.mark.parametrize("rcps", [True, False])
 def test_numba_path_does_the_norms_and_strand_flips_in_its_kernels(rcps: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     mn = pytest.importorskip("caduceus_plugin.ops.numba.stream")
