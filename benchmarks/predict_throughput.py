@@ -23,7 +23,8 @@ built-in model until the 2M one).
     .venv/bin/python benchmarks/predict_throughput.py --against 791e801 [--n 2000] [--repeats 3] [--weights DIR]
 
 Prints a table (median windows/s, min-max, ratio to the baseline measured in the same repeat) and writes
-``benchmarks/results/predict_throughput.csv`` and ``.png``. Timing only: no test asserts on it.
+``benchmarks/results/predict_throughput[_cli][_WEIGHTS]_DATE.csv`` and ``.png`` (dated and named after ``--weights``,
+so a rerun never overwrites a cited result). Timing only: no test asserts on it.
 """
 
 from __future__ import annotations
@@ -71,9 +72,14 @@ def loop_0_1(predictor, fasta: Path, bed: Path, batch_size: int) -> np.ndarray:
     return np.concatenate([predictor(batch["x"]) for batch in loader])
 
 
-def save(rows: list[dict], cells: list[str], stem: str, title: str) -> None:
-    """``results/STEM.csv`` (every run) and ``results/STEM.png`` (windows/s of each run, by cell)."""
+def save(rows: list[dict], cells: list[str], stem: str, title: str, weights: Path | None = None) -> None:
+    """``results/STEM[_WEIGHTS]_DATE.csv`` (every run) and ``.png`` (windows/s of each run, by cell): dated and named
+    after the weights, so that a rerun never overwrites a result the README cites."""
+    import datetime
+
     import matplotlib
+
+    stem = "_".join([stem, *([weights.name] if weights is not None else []), datetime.date.today().isoformat()])
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -150,7 +156,7 @@ def against(rev: str, n: int, repeats: int, weights: Path | None = None) -> None
         up = statistics.median(r[f"speedup_vs_{rev}_same_repeat"] for r in rows if r["cell"] == name)
         verdict = f"{up:17.2f}" if sec["spread"] <= compute.MAX_SPREAD else f"{compute.NOISY:>17s}"
         print(f"{name:34s} {sec['median']:9.1f} {sec['min']:6.1f}-{sec['max']:<6.1f} {sec['spread']:7.0%} {verdict}")
-    save(rows, list(cells), "predict_throughput_cli", f"the whole caduceus predict, {n} x 1 kbp, {model}")
+    save(rows, list(cells), "predict_throughput_cli", f"the whole caduceus predict, {n} x 1 kbp, {model}", weights)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,7 +211,8 @@ def main() -> None:
         w = [r["windows_per_s"] for r in rs]
         ratio = statistics.median(r["ratio_to_0.1_same_repeat"] for r in rs)
         print(f"{name:32s} {statistics.median(w):10.1f} {min(w):7.1f}-{max(w):<7.1f} {ratio:15.2f}")
-    save(rows, list(cells), "predict_throughput", f"caduceus predict, {args.n} x 1 kbp, {model}")
+    save(rows, list(cells), "predict_throughput", f"caduceus predict, {args.n} x 1 kbp, {model}",
+         None if args.weights is None else Path(args.weights))
 
 if __name__ == "__main__":
     main()
