@@ -191,20 +191,11 @@ def cpu_description() -> str:
     projections' speed (float32 and ``+bf16``)."""
     import torch
 
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    name = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-                    break
-    except OSError:
-        pass
-    bf16 = "yes" if flags & {"avx512_bf16", "amx_bf16"} else ("no" if flags else "unknown")
-    return f"{name}, torch ISA {torch.backends.cpu.get_cpu_capability()}, bf16 matmul instructions: {bf16}"
+    from caduceus_plugin.ops.gemm import cpu_info
+
+    info = cpu_info()
+    bf16 = {True: "yes", False: "no", None: "unknown"}[info.bf16_matmul]
+    return f"{info.name}, torch ISA {torch.backends.cpu.get_cpu_capability()}, bf16 matmul instructions: {bf16}"
 
 
 def load_average() -> tuple[float, float, float] | None:

@@ -1,4 +1,5 @@
-"""The measurement protocol of benchmarks/compute.py and benchmarks/gpu_check.py, without running any model.
+"""The measurement protocol of benchmarks/compute.py and benchmarks/gpu_check.py (no model run), and the inference
+profiler on the shipped tiny model.
 
 ``benchmarks/`` is not a package: the scripts are imported by path. Nothing here times anything.
 """
@@ -416,3 +417,13 @@ def test_builtin_finish_ships_weights_evaluation_and_card(tmp_path: Path) -> Non
     info = json.loads((dest / "training.json").read_text())
     assert info["complete"] and "4 steps x batch 4 x 64 bp = 1,024 tokens" in card
     assert f"{info['final']['val_loss']:.4f}" in card and "tiny_2m" in card and "prev" in card
+
+
+def test_profile_inference_splits_a_checkpoint_s_forward() -> None:
+    """``profile_inference.py --weights DIR --batch B``: the parts of a real checkpoint's streaming forward (the
+    shipped tiny model, 2 x 300 bp, two forwards) add up to no more than the whole, scan and projections among them."""
+    profile_inference = _load("profile_inference")
+    weights = Path(__file__).resolve().parents[1] / "caduceus_plugin" / "weights" / "tiny_ps"
+    total, spent = profile_inference.profile("caduceus_ps", 300, "fp32", weights=str(weights), batch=2, repeat=2)
+    assert {"scan", "projections", "conv + SiLU"} <= set(spent)
+    assert all(v > 0 for v in spent.values()) and 0 < sum(spent.values()) <= total

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -68,9 +69,16 @@ def add_bf16_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def matmul_precision(args: argparse.Namespace) -> AbstractContextManager[None]:
-    """The block in which an inference command runs: bf16 projections with ``--bf16``, else no change."""
+    """The block in which an inference command runs: bf16 projections with ``--bf16``, else no change. ``--bf16`` on
+    a CPU job where the CPU has no bf16 matrix instructions (:func:`caduceus_plugin.ops.gemm.cpu_info`) prints one
+    ``warning:`` line: there oneDNN emulates bf16 and the projections run several times slower than float32."""
     from caduceus_plugin.models.caduceus.streaming import matmul_dtype
+    from caduceus_plugin.ops.gemm import cpu_info
 
+    if args.bf16 and accelerator_of(args) == "cpu" and cpu_info().bf16_matmul is False:
+        print("warning: --bf16: this CPU has no AVX512-BF16 or AMX instructions, so bf16 projections run several "
+              "times slower than float32 here (about 5x measured on AVX2 cores); leave out --bf16",
+              file=sys.stderr, flush=True)
     return matmul_dtype("bf16" if args.bf16 else None)
 
 
@@ -108,16 +116,22 @@ def add_inference_arguments(parser: argparse.ArgumentParser, weights_help: str, 
                    help="seconds between progress lines when stderr is not a terminal (default 30; 0: every batch)")
 
 
-def run_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments every inference job takes from :func:`add_inference_arguments` (model, length, batch,
-    output format, and where and how it runs)."""
-    from caduceus_plugin.jobs.runner import Devices
-
+def accelerator_of(args: argparse.Namespace) -> str:
+    """``cpu`` or ``gpu``: ``--accelerator``, else from ``--device``, else gpu where CUDA is available."""
     accelerator = args.accelerator or ("gpu" if args.device == "cuda" else "cpu" if args.device == "cpu" else "auto")
     if accelerator == "auto":
         import torch
 
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    return str(accelerator)
+
+
+def run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments every inference job takes from :func:`add_inference_arguments` (model, length, batch,
+    output format, and where and how it runs)."""
+    from caduceus_plugin.jobs.runner import Devices
+
+    accelerator = accelerator_of(args)
     return {
         "model": args.model,
         "weights": args.weights,

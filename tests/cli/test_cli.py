@@ -76,6 +76,7 @@ def test_info_reports_backend(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "scan backend requested=auto; cpu: " in out
     assert "numba vectors: " in out or "cpu: numba" not in out
+    assert "bf16 matrix instructions: " in out
     assert main(["list"]) == 0
     assert "kuleshov-group/caduceus-ps_seqlen-131k_d_model-256_n_layer-16" in capsys.readouterr().out
 

@@ -190,3 +190,21 @@ def test_predict_cli_bf16_projections_close_to_float32(tmp_path: Path) -> None:
     x, y = a.select(emb).to_numpy(), b.select(emb).to_numpy()
     err = np.abs(y - x).max() / np.abs(x).max()
     assert 0 < err < 3e-2, err
+
+
+@pytest.mark.parametrize("has_bf16, warned", [(False, True), (True, False), (None, False)])
+def test_bf16_on_a_cpu_without_bf16_instructions_warns(has_bf16, warned, tmp_path: Path, monkeypatch, capsys) -> None:
+    """``--bf16`` where oneDNN would emulate bf16 (no AVX512-BF16 / AMX) says so in one line; the job still runs."""
+    from caduceus_plugin.ops import gemm
+
+    monkeypatch.setattr(gemm, "cpu_info", lambda: gemm.CpuInfo(name="test", bf16_matmul=has_bf16))
+    files = real_data(tmp_path)
+    out = tmp_path / "bf16.parquet"
+    argv = ["predict", "--fasta", str(files["fasta"]), "--bed", str(files["bed"]), "--device", "cpu", "--bf16"]
+    argv += ["--weights", str(shipped_weights("tiny_ps")), "--seq-len", str(SEQ_LEN), "--out", str(out)]
+    assert main(argv) == 0 and out.exists()
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("warning: --bf16")]
+    assert len(lines) == (1 if warned else 0), err
+    if warned:
+        assert "AVX512-BF16 or AMX" in lines[0] and "leave out --bf16" in lines[0]

@@ -102,3 +102,25 @@ def test_nested_keeps_float32_hooks_only_the_outermost_outputs_and_still_pins_th
         fails(x)
     inner(x)
     assert len(hooked) == 2
+
+
+@pytest.mark.parametrize(
+    "flags, want",
+    [
+        ("fpu sse2 avx2 fma avx512f avx512_bf16", True),  # Zen 4, Cooper Lake
+        ("fpu sse2 avx2 fma avx512f amx_bf16 amx_tile", True),  # Sapphire Rapids
+        ("fpu sse2 avx2 fma avx512f avx512bw", False),  # Skylake-SP: AVX-512 without bf16
+        ("fpu sse2 avx2 fma", False),  # Zen 3
+    ],
+)
+def test_cpu_info_reads_bf16_matrix_instructions(flags: str, want: bool, tmp_path) -> None:
+    path = tmp_path / "cpuinfo"
+    path.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t: fpu\n")
+    info = gemm.cpu_info(str(path))
+    assert info == gemm.CpuInfo(name="Some CPU", bf16_matmul=want)
+
+
+def test_cpu_info_unknown_without_cpuinfo(tmp_path) -> None:
+    assert gemm.cpu_info(str(tmp_path / "absent")).bf16_matmul is None
+    (tmp_path / "noflags").write_text("processor\t: 0\nmodel name\t: X\n")
+    assert gemm.cpu_info(str(tmp_path / "noflags")) == gemm.CpuInfo(name="X", bf16_matmul=None)
