@@ -325,6 +325,20 @@ def test_exp2_accuracy() -> None:
     assert exp2_f32(torch.tensor([0.0])).item() == 1.0
 
 
+def test_exp2_exact_at_integers_clamped_and_nan() -> None:
+    """2**k is exact for every integer k of the normal range (the scale is built from the exponent bits); below
+    -126.5 exactly 0, above 127 the value at 127; positive arguments (delta without softplus) as accurate as negative
+    ones; NaN stays NaN."""
+    k = torch.arange(-126, 128, dtype=torch.float32)
+    assert torch.equal(exp2_f32(k), torch.exp2(k.double()).float())
+    t = torch.linspace(0.0, 127.0, 500_001, dtype=torch.float32)
+    assert ((exp2_f32(t).double() - torch.exp2(t.double())).abs() / torch.exp2(t.double())).max().item() < 2e-7
+    assert torch.equal(exp2_f32(torch.tensor([-126.51, -127.0, -300.0])), torch.zeros(3))
+    assert 0.0 < exp2_f32(torch.tensor([-126.4])).item() < 2.0**-126
+    assert exp2_f32(torch.tensor([1e4])).item() == exp2_f32(torch.tensor([127.0])).item() == 2.0**127
+    assert torch.isnan(exp2_f32(torch.tensor([float("nan")]))).all()
+
+
 def test_exp_underflow_and_specials() -> None:
     """Below the normal range the result is exactly 0 (never NaN, inf or garbage); above it, finite."""
     x = torch.tensor([-87.4, -88.0, -100.0, -1e4, -1e30, float("-inf")])

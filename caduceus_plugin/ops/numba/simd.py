@@ -171,6 +171,24 @@ def _pow2(typingctx, k):  # type: ignore[no-untyped-def]
 
 
 @intrinsic
+def _pow2_biased(typingctx, s):  # type: ignore[no-untyped-def]
+    """2**k from ``s = k + POW2_BIAS`` (k an integer in [-127, 128]; the sum is exact): the low 9 mantissa bits of
+    ``s`` hold ``k + 127``, the biased exponent of 2**k, and one left shift by 23 moves them into the exponent field
+    and everything above out of the word (k = -127 gives the bit pattern of +0.0). One integer shift where
+    :func:`_pow2` needs a float -> int conversion, an add and a shift, and no integer constant to keep in a register
+    (the scan's loop runs out of AVX2's 16 vector registers)."""
+    if s != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        i32 = ir.IntType(32)
+        bits = builder.shl(builder.bitcast(args[0], i32), ir.Constant(i32, 23))
+        return builder.bitcast(bits, ir.FloatType())
+
+    return types.float32(types.float32), codegen
+
+
+@intrinsic
 def _opaque(typingctx, v):  # type: ignore[no-untyped-def]
     """Identity that LLVM cannot see through: keeps strided scalar copies scalar (x86 gathers/scatters are slower).
     An empty inline-asm statement on x86-64 (float in an SSE register), a plain identity elsewhere."""
@@ -275,8 +293,9 @@ _P3 = _f32(0.0555033247046706)
 _P4 = _f32(0.009618437360522245)
 _P5 = _f32(0.0013398874655545696)
 _P6 = _f32(0.00015353361685412515)
-_EXP2_LO = _f32(-126.0)
+_EXP2_LO = _f32(-127.0)  # clamp: k = -127 gives exactly 0 (for t <= -126.5)
 _EXP2_HI = _f32(127.0)
+POW2_BIAS = _f32(1.5 * 2**23 + 127)  # k + POW2_BIAS is exact for |k| < 2**22; see _pow2_biased
 SOFTPLUS_THRESHOLD = _f32(20.0)  # as torch.nn.functional.softplus: identity above
 
 
@@ -299,13 +318,17 @@ def vexp(x):  # type: ignore[no-untyped-def]
 
 @njit(inline="always", fastmath=FM, error_model="numpy")
 def vexp2(t):  # type: ignore[no-untyped-def]
-    """float32 2**t, vectorisable; 0 for t < -126 (and -inf), clamped at t = 127 above.
+    """float32 2**t, vectorisable; 0 for t < -126.5 (and -inf; from -126.5 to -126 a subnormal), clamped at
+    t = 127 above.
 
     The scan calls it as ``vexp2(dt * (A * log2 e))`` with ``A * log2 e`` rounded once per channel: one multiply less
     than ``exp`` and no range-reduction FMAs (the reduction ``t - rint(t)`` is exact). The extra error, ~6e-8 * |t|
-    relative, is of the order of the rounding of ``dt * A`` itself.
+    relative, is of the order of the rounding of ``dt * A`` itself. Underflow is a clamp, not a compare and select,
+    and the scale ``2**k`` is built from ``k + POW2_BIAS`` (:func:`_pow2_biased`): three vector operations and a
+    register fewer per decay than a select and :func:`_pow2`, the same value for every t >= -126 (tested), and on
+    2 AVX2 cores (Zen 3) the scan's recurrence 1.2x faster (14.0 -> 11.7 cycles per 8-lane update, same run).
     """
-    tc = min(t, _EXP2_HI)
+    tc = min(max(t, _EXP2_LO), _EXP2_HI)
     k = _rint(tc)
     f = tc - k
     p = _P5 + f * _P6
@@ -314,8 +337,7 @@ def vexp2(t):  # type: ignore[no-untyped-def]
     p = _P2 + f * p
     p = _P1 + f * p
     p = ONE + f * p
-    y = p * _pow2(k)
-    return y if t >= _EXP2_LO else ZERO
+    return p * _pow2_biased(k + POW2_BIAS)
 
 
 @njit(inline="always", fastmath=FM, error_model="numpy")
