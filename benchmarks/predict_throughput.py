@@ -23,8 +23,8 @@ built-in model until the 2M one).
     .venv/bin/python benchmarks/predict_throughput.py --against 791e801 [--n 2000] [--repeats 3] [--weights DIR]
 
 Prints a table (median windows/s, min-max, ratio to the baseline measured in the same repeat) and writes
-``benchmarks/results/predict_throughput[_cli][_WEIGHTS]_DATE.csv`` and ``.png`` (dated and named after ``--weights``,
-so a rerun never overwrites a cited result). Timing only: no test asserts on it.
+``benchmarks/results/predict_throughput[_cli_vs_REV][_WEIGHTS]_DATE.csv`` and ``.png`` (dated and named after
+``--against`` and ``--weights``, so a rerun never overwrites a cited result). Timing only: no test asserts on it.
 """
 
 from __future__ import annotations
@@ -156,7 +156,8 @@ def against(rev: str, n: int, repeats: int, weights: Path | None = None) -> None
         up = statistics.median(r[f"speedup_vs_{rev}_same_repeat"] for r in rows if r["cell"] == name)
         verdict = f"{up:17.2f}" if sec["spread"] <= compute.MAX_SPREAD else f"{compute.NOISY:>17s}"
         print(f"{name:34s} {sec['median']:9.1f} {sec['min']:6.1f}-{sec['max']:<6.1f} {sec['spread']:7.0%} {verdict}")
-    save(rows, list(cells), "predict_throughput_cli", f"the whole caduceus predict, {n} x 1 kbp, {model}", weights)
+    save(rows, list(cells), f"predict_throughput_cli_vs_{rev}", f"the whole caduceus predict, {n} x 1 kbp, {model}",
+         weights)
 
 
 def build_parser() -> argparse.ArgumentParser:
