@@ -36,13 +36,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from numba import njit, prange
+from numba import prange
 from torch.autograd.function import once_differentiable
 
 from caduceus_plugin.ops.gemm import linear
 from caduceus_plugin.ops.numba import stream
 from caduceus_plugin.ops.numba.scan import _fwd_chunk, chunk_length
-from caduceus_plugin.ops.numba.simd import (
+from caduceus_plugin.ops.numba.simd import (  # njit: numba's, with the cache keyed by every kernel's source
     JIT,
     LN2,
     ONE,
@@ -56,6 +56,7 @@ from caduceus_plugin.ops.numba.simd import (
     launch,
     log1p_small,
     n_blocks,
+    njit,
     sigmoid_from,
     vexp,
     vexp2,

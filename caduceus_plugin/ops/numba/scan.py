@@ -37,10 +37,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numba import njit, prange
+from numba import prange
 from torch.autograd.function import once_differentiable
 
-from caduceus_plugin.ops.numba.simd import (
+from caduceus_plugin.ops.numba.simd import (  # njit: numba's, with the cache keyed by every kernel's source
     JIT,
     LN2,
     ONE,
@@ -55,6 +55,7 @@ from caduceus_plugin.ops.numba.simd import (
     load_tile,
     log1p_small,
     n_blocks,
+    njit,
     prefetch_tile,
     recur_step,
     recur_step4,

@@ -21,7 +21,8 @@ bf16. Activations may arrive as bf16 bit patterns in int16 arrays: :func:`as_f32
 on write, so all arithmetic stays float32.
 
 numba is imported at this module's import; nothing in the package imports the numba kernels at import time.
-Functions are compiled on first use and cached on disk (``cache=True`` in :data:`JIT`).
+Functions are compiled on first use and cached on disk (``cache=True`` in :data:`JIT`), keyed by the source of every
+kernel module (:func:`njit`: numba alone would key a kernel on its own file and miss a change to a helper here).
 
 Vector width. LLVM's tuning for Intel cores with AVX-512 (Skylake-X to Sapphire Rapids, and the virtual
 "Xeon Processor" of cloud machines) prefers 256-bit vectors in auto-vectorised loops (``prefer-256-bit``: early
@@ -38,14 +39,19 @@ may be ordered differently).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import math
 import platform
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import numba
 import numpy as np
 import torch
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -54,6 +60,7 @@ from caduceus_plugin import settings
 __all__ = [
     "FM",
     "JIT",
+    "KERNEL_SOURCES_DIGEST",
     "LN2",
     "ONE",
     "SOFTPLUS_THRESHOLD",
@@ -71,6 +78,7 @@ __all__ = [
     "load_tile",
     "log1p_small",
     "n_blocks",
+    "njit",
     "prefetch_tile",
     "recur_step",
     "recur_step4",
@@ -113,6 +121,78 @@ def wide_vectors() -> str:
 
 #: What :func:`wide_vectors` did at this module's import (``caduceus info`` prints it).
 VECTOR_WIDTH = wide_vectors()
+
+# --------------------------------------------------------------------------------------------------------------------
+# the disk cache: keyed by every kernel module's source, not only the decorated function's own file
+
+
+def _kernel_sources_digest() -> str:
+    """SHA-256 (16 hex digits) of the name and bytes of every ``.py`` file in this folder (the kernel modules)."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+#: Part of every cached kernel's source stamp (see :func:`njit`).
+KERNEL_SOURCES_DIGEST = _kernel_sources_digest()
+
+
+def _stamped_locators() -> str:
+    """numba's source-file cache locators with :data:`KERNEL_SOURCES_DIGEST` added to their source stamp, as the
+    comma-separated class paths numba's ``CACHE_LOCATOR_CLASSES`` takes; "" where this numba has no such hook."""
+    from numba.core import caching
+
+    names = ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator")
+    if not hasattr(numba.core.config, "CACHE_LOCATOR_CLASSES") or not all(hasattr(caching, n) for n in names):
+        return ""
+    paths = []
+    for name in names:
+        base = getattr(caching, name)
+
+        def get_source_stamp(self: Any, _base: Any = base) -> Any:
+            return (_base.get_source_stamp(self), KERNEL_SOURCES_DIGEST)
+
+        cls = type(f"Stamped{name}", (base,), {"get_source_stamp": get_source_stamp, "__module__": __name__})
+        globals()[cls.__name__] = cls  # numba imports the class by its dotted path
+        paths.append(f"{__name__}.{cls.__name__}")
+    return ",".join(paths)
+
+
+_LOCATORS = _stamped_locators()
+
+
+@contextlib.contextmanager
+def _kernel_locators() -> Iterator[None]:
+    """numba's locator setting pointed at the stamped locators while a kernel is decorated (the cache picks its
+    locator then), and given back after: other numba code in the process keeps numba's own."""
+    config = numba.core.config
+    if not _LOCATORS or config.CACHE_LOCATOR_CLASSES:  # a user's own NUMBA_CACHE_LOCATOR_CLASSES wins
+        yield
+        return
+    config.CACHE_LOCATOR_CLASSES = _LOCATORS
+    try:
+        yield
+    finally:
+        config.CACHE_LOCATOR_CLASSES = ""
+
+
+def njit(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+    """``numba.njit`` for the kernel modules. numba keys a cached function on its own file only, so a kernel in
+    ``stream.py`` that inlines a helper of this module would load its old machine code after this module changed
+    (numba issue 6845; an editable install after ``git pull`` would run stale kernels with no sign of it). With
+    ``cache=True`` the source stamp also carries :data:`KERNEL_SOURCES_DIGEST`: a change to any kernel module
+    recompiles every cached kernel. Same locations as numba's (``__pycache__`` beside the source, else the user-wide
+    cache, or ``$NUMBA_CACHE_DIR``)."""
+
+    def decorate(f: Callable[..., Any]) -> Any:
+        if not options.get("cache"):
+            return numba.njit(**options)(f)
+        with _kernel_locators():
+            return numba.njit(**options)(f)
+
+    return decorate if fn is None else decorate(fn)
+
 
 W = 16  # lanes: channels per group (one 512-bit register of float32)
 _X86 = platform.machine().lower() in ("x86_64", "amd64")

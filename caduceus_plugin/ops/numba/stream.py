@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numba import njit, prange
+from numba import prange
 
-from caduceus_plugin.ops.numba.simd import (
+from caduceus_plugin.ops.numba.simd import (  # njit: numba's, with the cache keyed by every kernel's source
     JIT,
     SOFTPLUS_THRESHOLD,
     ZERO,
@@ -42,6 +42,7 @@ from caduceus_plugin.ops.numba.simd import (
     launch,
     log1p_small,
     n_blocks,
+    njit,
     recur_step,
     recur_step4,
     sigmoid_from,
