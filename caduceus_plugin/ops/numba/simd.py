@@ -406,10 +406,10 @@ def vexp2(t):  # type: ignore[no-untyped-def]
     relative, is of the order of the rounding of ``dt * A`` itself. Underflow is a clamp, not a compare and select,
     and the scale ``2**k`` is built from ``k + POW2_BIAS`` (:func:`_pow2_biased`): three vector operations and a
     register fewer per decay than a select and :func:`_pow2`, and the same value for every float32 t >= -126
-    (all 2.25e9 of [-126, 127] compared when it changed; integers and clamps tested). On 2 AVX2 cores (Zen 3) the
-    recurrence alone measured 14.0 -> 11.7 cycles per 8-lane update (a loop of recur_step4, same run), and the
-    stream scan's hot loop has 229 instructions where it had 263; the whole scan of a 2M-model forward showed no
-    change beyond that machine's noise (paired ratios 0.90-1.02 over 4 alternating runs).
+    (all 2.25e9 of [-126, 127] compared when it changed; integers and clamps tested). On AVX2 the stream scan's
+    hot loop has 229 instructions where it had 263 (many of the rest are spills: 16 ymm registers hold too little of
+    a 16-lane, 4-state step); the whole scan of a 2M-model forward on 2 Zen 3 cores showed no change beyond that
+    machine's noise (paired ratios 0.90-1.02 over 4 alternating runs of ``benchmarks/profile_inference.py``).
     """
     tc = min(max(t, _EXP2_LO), _EXP2_HI)
     k = _rint(tc)
