@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numba
 import pytest
 
 from caduceus_plugin.ops.numba import mixer, scan, simd, stream
@@ -26,7 +25,9 @@ def test_cached_kernels_are_stamped_with_every_kernel_source(kernel) -> None:
     locator = kernel._cache._impl.locator
     assert type(locator).__name__.startswith("Stamped")
     assert locator.get_source_stamp()[1] == simd.KERNEL_SOURCES_DIGEST
-    assert numba.core.config.CACHE_LOCATOR_CLASSES == ""  # numba's own setting given back after decorating
+    # numba's own locators given back after decorating: other numba code in the process is not touched
+    impl, _ = simd._LOCATORS
+    assert impl._locator_classes and not any(c.__name__.startswith("Stamped") for c in impl._locator_classes)
 
 
 _RUN = """

@@ -138,25 +138,27 @@ def _kernel_sources_digest() -> str:
 KERNEL_SOURCES_DIGEST = _kernel_sources_digest()
 
 
-def _stamped_locators() -> str:
-    """numba's source-file cache locators with :data:`KERNEL_SOURCES_DIGEST` added to their source stamp, as the
-    comma-separated class paths numba's ``CACHE_LOCATOR_CLASSES`` takes; "" where this numba has no such hook."""
+def _stamped_locators() -> tuple[Any, list[Any]] | None:
+    """numba's cache implementation class and its locator list with the source-file locators (user-provided,
+    in-tree, user-wide) subclassed to add :data:`KERNEL_SOURCES_DIGEST` to their source stamp, the others as they
+    are; None where this numba's caching module looks different."""
     from numba.core import caching
 
-    names = ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator")
-    if not hasattr(numba.core.config, "CACHE_LOCATOR_CLASSES") or not all(hasattr(caching, n) for n in names):
-        return ""
-    paths = []
-    for name in names:
-        base = getattr(caching, name)
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)  # the latter: older numba
+    own = getattr(impl, "_locator_classes", None)
+    if not isinstance(own, list):
+        return None
+    stamped = []
+    for base in own:
+        if base.__name__.lstrip("_") not in ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator"):
+            stamped.append(base)
+            continue
 
         def get_source_stamp(self: Any, _base: Any = base) -> Any:
             return (_base.get_source_stamp(self), KERNEL_SOURCES_DIGEST)
 
-        cls = type(f"Stamped{name}", (base,), {"get_source_stamp": get_source_stamp, "__module__": __name__})
-        globals()[cls.__name__] = cls  # numba imports the class by its dotted path
-        paths.append(f"{__name__}.{cls.__name__}")
-    return ",".join(paths)
+        stamped.append(type(f"Stamped{base.__name__.lstrip('_')}", (base,), {"get_source_stamp": get_source_stamp}))
+    return impl, stamped
 
 
 _LOCATORS = _stamped_locators()
@@ -164,23 +166,26 @@ _LOCATORS = _stamped_locators()
 
 @contextlib.contextmanager
 def _kernel_locators() -> Iterator[None]:
-    """numba's locator setting pointed at the stamped locators while a kernel is decorated (the cache picks its
-    locator then), and given back after: other numba code in the process keeps numba's own."""
-    config = numba.core.config
-    if not _LOCATORS or config.CACHE_LOCATOR_CLASSES:  # a user's own NUMBA_CACHE_LOCATOR_CLASSES wins
+    """numba's cache implementation uses the stamped locators while a kernel is decorated (its cache picks a locator
+    then), and numba's own after: other numba code in the process is not touched. A user's
+    ``$NUMBA_CACHE_LOCATOR_CLASSES`` (numba >= 0.68) still wins, as numba reads it first."""
+    if _LOCATORS is None:
         yield
         return
-    config.CACHE_LOCATOR_CLASSES = _LOCATORS
+    impl, stamped = _LOCATORS
+    own = impl._locator_classes
+    impl._locator_classes = stamped
     try:
         yield
     finally:
-        config.CACHE_LOCATOR_CLASSES = ""
+        impl._locator_classes = own
 
 
 def njit(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
     """``numba.njit`` for the kernel modules. numba keys a cached function on its own file only, so a kernel in
     ``stream.py`` that inlines a helper of this module would load its old machine code after this module changed
-    (numba issue 6845; an editable install after ``git pull`` would run stale kernels with no sign of it). With
+    (numba#9563 would extend its invalidation to other files; an editable install after ``git pull`` would run
+    stale kernels with no sign of it). With
     ``cache=True`` the source stamp also carries :data:`KERNEL_SOURCES_DIGEST`: a change to any kernel module
     recompiles every cached kernel. Same locations as numba's (``__pycache__`` beside the source, else the user-wide
     cache, or ``$NUMBA_CACHE_DIR``)."""
