@@ -378,7 +378,7 @@ _P3 = _f32(0.0555033247046706)
 _P4 = _f32(0.009618437360522245)
 _P5 = _f32(0.0013398874655545696)
 _P6 = _f32(0.00015353361685412515)
-_EXP2_LO = _f32(-127.0)  # clamp: k = -127 gives exactly 0 (for t <= -126.5)
+_EXP2_LO = _f32(-127.0)  # clamp: k = -127 gives exactly 0 (for t < -126.5; -126.5 rounds to k = -126)
 _EXP2_HI = _f32(127.0)
 POW2_BIAS = _f32(1.5 * 2**23 + 127)  # k + POW2_BIAS is exact for |k| < 2**22; see _pow2_biased
 SOFTPLUS_THRESHOLD = _f32(20.0)  # as torch.nn.functional.softplus: identity above
